@@ -1,0 +1,1 @@
+"""Entry points behind the thin CLIs in ``tools/`` (importable, so tests need no subprocess)."""

@@ -1,0 +1,137 @@
+"""``tools/knn_eval.py CONFIG CHECKPOINT``: weighted-kNN top-1/top-5 of a backbone.
+
+The data come from the config's ``knn_eval`` section (our ``configs/_base_/datasets/
+fmnist_knn.py`` defines one for Fashion-MNIST)::
+
+    knn_eval = dict(train_dataloader=..., val_dataloader=..., ks=(20, 200), temperature=0.07)
+
+CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-only file from
+``tools/extract_backbone.py``; ``random`` evaluates a randomly initialised model; ``--baseline``
+adds the random-init numbers, measured with the same protocol, to the report.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+from mmengine.runner.utils import set_random_seed
+
+import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.evaluation.features import extract_features
+from mmssl_ext.evaluation.knn import knn_evaluate
+from mmssl_ext.registry import MODELS
+from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+
+
+def build_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
+    """Build ``cfg.model`` with its default (random) initialisation, seeded."""
+    from mmengine.registry import DefaultScope
+    scope = cfg.get('default_scope', 'mmpretrain')
+    if not DefaultScope.check_instance_created('mmssl_knn_eval'):
+        DefaultScope.get_instance('mmssl_knn_eval', scope_name=scope)
+    set_random_seed(seed)
+    model = MODELS.build(cfg.model)
+    if hasattr(model, 'init_weights'):
+        model.init_weights()
+    return model
+
+
+def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, list]:
+    """Load a full or backbone-only checkpoint into ``model.backbone``.
+
+    Raises:
+        KeyError: backbone parameters the checkpoint does not provide (names the file and keys).
+    """
+    ckpt = load_checkpoint_safe(checkpoint)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    if any(k.startswith('backbone.') for k in state):
+        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    result = model.backbone.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise KeyError(f'{checkpoint} lacks {len(result.missing_keys)} backbone weights of '
+                       f'{type(model.backbone).__name__}, e.g. {result.missing_keys[:5]}: '
+                       f'wrong architecture or not a backbone checkpoint')
+    return dict(missing=result.missing_keys, unexpected=result.unexpected_keys)
+
+
+def _knn_cfg(cfg: Config, config_path: str) -> Config:
+    knn = cfg.get('knn_eval', None)
+    if knn is None:
+        raise KeyError(f'{config_path} has no `knn_eval` section. Inherit '
+                       f"'configs/_base_/datasets/fmnist_knn.py' (Fashion-MNIST) or define "
+                       f'knn_eval=dict(train_dataloader=..., val_dataloader=...)')
+    for key in ('train_dataloader', 'val_dataloader'):
+        if key not in knn:
+            raise KeyError(f'{config_path}: knn_eval lacks {key!r}')
+    return knn
+
+
+def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
+                   progress: bool = True) -> Dict[str, float]:
+    train_loader = Runner.build_dataloader(knn.train_dataloader, seed=seed)
+    val_loader = Runner.build_dataloader(knn.val_dataloader, seed=seed)
+    stage = knn.get('stage', -1)
+    if progress:
+        print(f'extracting {len(train_loader.dataset)} train features')
+    train_f, train_y = extract_features(model, train_loader, stage=stage, progress=progress)
+    if progress:
+        print(f'extracting {len(val_loader.dataset)} test features')
+    val_f, val_y = extract_features(model, val_loader, stage=stage, progress=progress)
+    return knn_evaluate(train_f, train_y, val_f, val_y, ks=ks, temperature=temperature)
+
+
+def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
+        cfg_options: Optional[dict] = None, ks=None, temperature=None,
+        progress: bool = True) -> Dict[str, Dict[str, float]]:
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    knn = _knn_cfg(cfg, config)
+    ks = tuple(ks or knn.get('ks', (20, 200)))
+    temperature = temperature or knn.get('temperature', 0.07)
+    results = {}
+    if checkpoint != 'random':
+        model = build_model(cfg, seed)
+        load_backbone_weights(model, checkpoint)
+        results['checkpoint'] = evaluate_model(model, knn, ks, temperature, seed, progress)
+    if baseline or checkpoint == 'random':
+        model = build_model(cfg, seed)
+        results['random_init'] = evaluate_model(model, knn, ks, temperature, seed, progress)
+    return results
+
+
+def format_results(results: Dict[str, Dict[str, float]]) -> str:
+    keys = sorted({k for r in results.values() for k in r},
+                  key=lambda k: (int(k.split('_')[0][1:]), k))
+    lines = [f'{"backbone":<14}' + ''.join(f'{k:>12}' for k in keys)]
+    for name, res in results.items():
+        lines.append(f'{name:<14}' + ''.join(f'{res[k]:>12.2f}' for k in keys))
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
+    p = argparse.ArgumentParser(description='weighted kNN evaluation of a backbone')
+    p.add_argument('config', help='config with a knn_eval section')
+    p.add_argument('checkpoint', help="checkpoint (full or backbone-only), or 'random'")
+    p.add_argument('--baseline', action='store_true',
+                   help='also evaluate a randomly initialised model, same protocol')
+    p.add_argument('--ks', type=int, nargs='+', help='k values (default: config or 20 200)')
+    p.add_argument('--temperature', type=float, help='voting temperature (default 0.07)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the random initialisation')
+    p.add_argument('--out', help='write the results as JSON to this file')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, xxx=yyy')
+    args = p.parse_args(argv)
+    results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
+                  args.ks, args.temperature)
+    print(format_results(results))
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results

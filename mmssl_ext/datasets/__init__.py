@@ -1,0 +1,3 @@
+from .fashion_mnist import FMNIST_CLASSES, FMNIST_FOLDERS, prepare_fashion_mnist, read_idx
+
+__all__ = ['FMNIST_CLASSES', 'FMNIST_FOLDERS', 'prepare_fashion_mnist', 'read_idx']

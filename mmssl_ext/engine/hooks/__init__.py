@@ -1,0 +1,3 @@
+from .knn_hook import KNNEvalHook
+
+__all__ = ['KNNEvalHook']

@@ -1,0 +1,27 @@
+import os.path as osp
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from tests.helpers import write_tiny_imagenet_tree  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def tiny_tree(tmp_path_factory):
+    return write_tiny_imagenet_tree(str(tmp_path_factory.mktemp('tiny_tree')))
+
+
+@pytest.fixture(scope='session')
+def tiny_moco_ckpt(tiny_tree, tmp_path_factory):
+    """A real checkpoint of the Fashion-MNIST MoCo v2 config, from a 2-iteration tools/train.py run
+    on the tiny tree (full mmengine checkpoint: state_dict, optimizer, message_hub, meta)."""
+    from tests.helpers import MOCO_FMNIST_CFG, tiny_moco_options
+    from mmssl_ext.apis import train as train_api
+    work = str(tmp_path_factory.mktemp('tiny_moco'))
+    train_api.main([MOCO_FMNIST_CFG, '--work-dir', work, '--cfg-options',
+                    *tiny_moco_options(tiny_tree, work, max_iters=2, ckpt_interval=2)])
+    return osp.join(work, 'iter_2.pth')
