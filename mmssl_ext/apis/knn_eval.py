@@ -17,10 +17,10 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 from mmengine.runner.utils import set_random_seed
 
 import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.utils.config import build_dataloader, load_config
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 from mmssl_ext.registry import MODELS
@@ -44,18 +44,25 @@ def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, 
     """Load a full or backbone-only checkpoint into ``model.backbone``.
 
     Raises:
-        KeyError: backbone parameters the checkpoint does not provide (names the file and keys).
+        ValueError: the checkpoint lacks backbone weights or has other shapes (names the file
+            and the keys).
     """
     ckpt = load_checkpoint_safe(checkpoint)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     if any(k.startswith('backbone.') for k in state):
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    own = model.backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    mismatched = [f'{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model'
+                  for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or mismatched:
+        raise ValueError(
+            f'{checkpoint} does not fit the {type(model.backbone).__name__} backbone of the '
+            f'config: {len(missing)} weights missing (e.g. {missing[:3]}), {len(mismatched)} '
+            f'of another shape (e.g. {mismatched[:2]}); wrong architecture or not a backbone '
+            f'checkpoint')
     result = model.backbone.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        raise KeyError(f'{checkpoint} lacks {len(result.missing_keys)} backbone weights of '
-                       f'{type(model.backbone).__name__}, e.g. {result.missing_keys[:5]}: '
-                       f'wrong architecture or not a backbone checkpoint')
     return dict(missing=result.missing_keys, unexpected=result.unexpected_keys)
 
 
@@ -73,8 +80,8 @@ def _knn_cfg(cfg: Config, config_path: str) -> Config:
 
 def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
                    progress: bool = True) -> Dict[str, float]:
-    train_loader = Runner.build_dataloader(knn.train_dataloader, seed=seed)
-    val_loader = Runner.build_dataloader(knn.val_dataloader, seed=seed)
+    train_loader = build_dataloader(knn.train_dataloader, seed=seed)
+    val_loader = build_dataloader(knn.val_dataloader, seed=seed)
     stage = knn.get('stage', -1)
     if progress:
         print(f'extracting {len(train_loader.dataset)} train features')
@@ -88,7 +95,7 @@ def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
 def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         cfg_options: Optional[dict] = None, ks=None, temperature=None,
         progress: bool = True) -> Dict[str, Dict[str, float]]:
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     knn = _knn_cfg(cfg, config)

@@ -15,6 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.utils.config import load_config, strip_collate_scope
 from mmssl_ext.engine.dist import setup_cpu_distributed
 
 
@@ -59,6 +60,7 @@ def _default_dataloader_cfg(cfg: Config, field: str, defaults: dict,
         loader['pin_memory'] = False
     if no_persistent_workers:
         loader['persistent_workers'] = False
+    strip_collate_scope(loader)
     if loader.get('num_workers', 0) == 0:
         # torch refuses persistent_workers without worker processes
         loader['persistent_workers'] = False
@@ -111,7 +113,7 @@ def build_runner(cfg: Config) -> Runner:
 
 def main(argv: Optional[List[str]] = None) -> Runner:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
     runner = build_runner(cfg)
     runner.train()

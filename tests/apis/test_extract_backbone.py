@@ -1,7 +1,7 @@
 """tools/extract_backbone.py output drops into mmpretrain and mmdet configs via init_cfg."""
 import pytest
 import torch
-from mmengine.config import Config
+from mmssl_ext.utils.config import load_config
 from mmengine.registry import DefaultScope
 
 from mmssl_ext.apis.extract_backbone import extract_backbone, main as extract_main
@@ -43,7 +43,7 @@ def test_loads_into_mmpretrain_image_classifier(tiny_moco_ckpt, tmp_path):
     from mmpretrain.registry import MODELS
     out = str(tmp_path / 'bb.pth')
     extract_backbone(tiny_moco_ckpt, out)
-    cfg = Config.fromfile('mmpretrain::resnet/resnet18_8xb32_in1k.py')
+    cfg = load_config('mmpretrain::resnet/resnet18_8xb32_in1k.py')
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=out)
     cfg.model.head.num_classes = 10
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -53,7 +53,7 @@ def test_loads_into_mmpretrain_image_classifier(tiny_moco_ckpt, tmp_path):
 
 
 def _faster_rcnn_r18(init_cfg):
-    cfg = Config.fromfile('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
+    cfg = load_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
     cfg.model.backbone.depth = 18
     cfg.model.backbone.init_cfg = init_cfg
     cfg.model.neck.in_channels = [64, 128, 256, 512]

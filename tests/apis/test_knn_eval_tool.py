@@ -49,7 +49,8 @@ def test_wrong_architecture_is_named(tiny_tree, tiny_moco_ckpt, tmp_path):
     opts = _cfg_dict(tiny_tree, tmp_path)
     opts['model.backbone.depth'] = 50
     opts['model.neck.in_channels'] = 2048
-    with pytest.raises(KeyError, match='iter_2.pth lacks .* backbone weights of ResNet'):
+    with pytest.raises(ValueError, match='iter_2.pth does not fit the ResNet backbone.*'
+                       'weights missing.*another shape'):
         knn_eval.run(MOCO_FMNIST_CFG, tiny_moco_ckpt, cfg_options=opts, progress=False)
 
 

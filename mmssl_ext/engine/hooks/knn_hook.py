@@ -7,6 +7,7 @@ from mmengine.runner import Runner
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 from mmssl_ext.registry import HOOKS
+from mmssl_ext.utils.config import build_dataloader
 
 
 @HOOKS.register_module()
@@ -70,9 +71,8 @@ class KNNEvalHook(Hook):
 
     def _loaders(self, runner: Runner):
         if self._train_loader is None:
-            self._train_loader = runner.build_dataloader(
-                self._train_loader_cfg, seed=runner.seed)
-            self._val_loader = runner.build_dataloader(self._val_loader_cfg, seed=runner.seed)
+            self._train_loader = build_dataloader(self._train_loader_cfg, seed=runner.seed)
+            self._val_loader = build_dataloader(self._val_loader_cfg, seed=runner.seed)
         return self._train_loader, self._val_loader
 
     def evaluate(self, runner: Runner) -> Dict[str, float]:
