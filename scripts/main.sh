@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-CONFIG=${1:-configs/mocov2/mocov2_r18_1xb64-3000it_fmnist.py}
+CONFIG=${1:-configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py}
 shift || true
 NAME=$(basename "$CONFIG" .py)
 WORK_DIR=work_dirs/$NAME

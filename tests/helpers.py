@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MOCO_FMNIST_CFG = osp.join(REPO, 'configs/mocov2/mocov2_r18_1xb64-3000it_fmnist.py')
+MOCO_FMNIST_CFG = osp.join(REPO, 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py')
 NUM_TINY_CLASSES = 3
 
 
