@@ -9,6 +9,6 @@ from .version import __version__
 
 register_safe_globals()
 
-from . import datasets, engine, evaluation  # noqa: E402,F401  (registration side effects)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registration side effects)
 
 __all__ = ['__version__']

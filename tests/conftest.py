@@ -25,3 +25,24 @@ def tiny_moco_ckpt(tiny_tree, tmp_path_factory):
     train_api.main([MOCO_FMNIST_CFG, '--work-dir', work, '--cfg-options',
                     *tiny_moco_options(tiny_tree, work, max_iters=2, ckpt_interval=2)])
     return osp.join(work, 'iter_2.pth')
+
+
+class _NoSleepTime:
+    """``time`` for mmengine's loops without the 2 s pause at every epoch boundary."""
+
+    def __getattr__(self, name):
+        import time
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(_seconds):
+        return None
+
+
+@pytest.fixture(autouse=True)
+def _no_epoch_pause(monkeypatch):
+    """mmengine's IterBasedTrainLoop sleeps 2 s whenever its dataloader restarts (a guard against
+    worker deadlocks). The tiny test trees restart every few iterations and the tests use no
+    workers, so the pause only costs time; it is removed for in-process runs."""
+    import mmengine.runner.loops as loops
+    monkeypatch.setattr(loops, 'time', _NoSleepTime())

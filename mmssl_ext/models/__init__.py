@@ -1,0 +1,10 @@
+"""Models: algorithms (one file per method), necks, heads, losses, memory banks."""
+from . import algorithms, data_preprocessor, losses, memories, necks  # noqa: F401  (registration)
+from .algorithms import PIRL
+from .data_preprocessor import PatchViewDataPreprocessor
+from .losses import InfoNCELoss, NCELoss
+from .memories import MemoryBank
+from .necks import JigsawProjectionNeck
+
+__all__ = ['InfoNCELoss', 'JigsawProjectionNeck', 'MemoryBank', 'NCELoss', 'PIRL',
+           'PatchViewDataPreprocessor']

@@ -1,0 +1,3 @@
+from .pirl import PIRL
+
+__all__ = ['PIRL']

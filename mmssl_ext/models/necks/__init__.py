@@ -1,0 +1,3 @@
+from .jigsaw_projection import JigsawProjectionNeck
+
+__all__ = ['JigsawProjectionNeck']

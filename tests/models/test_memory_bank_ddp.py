@@ -1,0 +1,94 @@
+"""MemoryBank and NCELoss under DDP: 2 CPU processes on gloo keep identical state."""
+import os
+import socket
+
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+
+import mmssl_ext.models  # noqa: F401  (registration; `import mmssl_ext` does not import models yet)
+from mmssl_ext.models.losses import NCELoss
+from mmssl_ext.models.memories import MemoryBank
+
+WORLD_SIZE = 2
+LENGTH, DIM, STEPS, SEED, NUM_DATA = 20, 8, 5, 0, 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _batches():
+    """Per step, a list of (idx, feats) per rank: different sizes, overlapping indices."""
+    g = torch.Generator().manual_seed(123)
+    steps = []
+    for step in range(STEPS):
+        per_rank = []
+        for rank in range(WORLD_SIZE):
+            n = 3 + step % 2 if rank == 0 else 5  # ranks hold different batch sizes
+            idx = torch.randint(0, LENGTH, (n,), generator=g)
+            per_rank.append((idx, torch.randn(n, DIM, generator=g)))
+        # an index shared by both ranks, and a duplicate inside rank 1 (DistributedSampler padding)
+        per_rank[1][0][0] = per_rank[0][0][0]
+        per_rank[1][0][1] = per_rank[1][0][2]
+        steps.append(per_rank)
+    return steps
+
+
+def _loss_inputs(rank: int):
+    g = torch.Generator().manual_seed(1000 + rank)
+    b = 3 if rank == 0 else 6
+    return torch.rand(b, generator=g) * 2 - 1, torch.rand(b, 7, generator=g) * 2 - 1
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch.set_num_threads(1)
+    torch_dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
+    try:
+        torch.manual_seed(SEED)
+        bank = MemoryBank(length=LENGTH, feat_dim=DIM, num_negatives=5)
+        init = bank.feats.clone()
+        for per_rank in _batches():
+            idx, feats = per_rank[rank]
+            bank.update(idx, feats)
+        loss_fn = NCELoss(temperature=0.07, num_data=NUM_DATA)
+        loss_fn(*_loss_inputs(rank))
+        torch.save(dict(init=init, feats=bank.feats.clone(), z=loss_fn.z.clone()),
+                   os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_bank_and_nce_z_identical_across_ranks_and_equal_to_single_process(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
+              for r in range(WORLD_SIZE))
+
+    # same seed -> identical initial banks; after updates with different data: still identical
+    assert torch.equal(r0['init'], r1['init'])
+    assert not torch.equal(r0['feats'], r0['init'])
+    assert torch.equal(r0['feats'], r1['feats'])
+
+    # ... and equal to one process updating with the concatenated batches (rank 0 first)
+    torch.manual_seed(SEED)
+    single = MemoryBank(length=LENGTH, feat_dim=DIM, num_negatives=5)
+    assert torch.equal(single.feats, r0['init'])
+    for per_rank in _batches():
+        single.update(torch.cat([p[0] for p in per_rank]), torch.cat([p[1] for p in per_rank]))
+    assert torch.allclose(single.feats, r0['feats'], rtol=0, atol=1e-6)
+    # without the gather a rank would only see its own batches
+    torch.manual_seed(SEED)
+    local = MemoryBank(length=LENGTH, feat_dim=DIM, num_negatives=5)
+    for per_rank in _batches():
+        local.update(*per_rank[0])
+    assert not torch.allclose(local.feats, r0['feats'], atol=1e-3)
+
+    # NCE's Z: estimated from the entries of BOTH ranks, the same on each
+    assert torch.equal(r0['z'], r1['z'])
+    entries = torch.cat([torch.cat([p, n.flatten()]) for p, n in map(_loss_inputs, range(2))])
+    expected_z = float(torch.exp(entries.double() / 0.07).mean()) * NUM_DATA
+    assert abs(float(r0['z']) - expected_z) <= 1e-5 * expected_z
