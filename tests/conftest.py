@@ -46,3 +46,20 @@ def _no_epoch_pause(monkeypatch):
     workers, so the pause only costs time; it is removed for in-process runs."""
     import mmengine.runner.loops as loops
     monkeypatch.setattr(loops, 'time', _NoSleepTime())
+
+
+@pytest.fixture(scope='session')
+def tiny_pirl_ckpt(tiny_tree, tmp_path_factory):
+    """A real checkpoint of the Fashion-MNIST PIRL config after 2 tools/train.py iterations on the
+    tiny tree (memory bank sized to it)."""
+    from tests.helpers import REPO
+    from mmssl_ext.apis import train as train_api
+    work = str(tmp_path_factory.mktemp('tiny_pirl'))
+    train_api.main([
+        f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py', '--work-dir', work,
+        '--cfg-options', f'train_dataloader.dataset.data_root={tiny_tree}',
+        'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'model.memory_bank.length=24',
+        'model.memory_bank.num_negatives=16', 'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2'])
+    return osp.join(work, 'iter_2.pth')

@@ -13,7 +13,7 @@ from mmssl_ext.apis import train as train_api
 from mmssl_ext.registry import MODELS
 from tests.helpers import REPO
 
-PIRL_FMNIST_CFG = f'{REPO}/configs/pirl/pirl_r18_1xb64-1300it_fmnist.py'
+PIRL_FMNIST_CFG = f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py'
 
 
 def _tiny_pirl(loss_lambda=0.5, loss='NCELoss', sampling='shared'):
@@ -116,3 +116,27 @@ def test_short_train_run_loss_decreases(tiny_tree, tmp_path):
     assert losses[-9:].mean() < losses[:9].mean(), losses
     ckpt = torch.load(f'{work}/iter_45.pth', map_location='cpu')
     assert ckpt['state_dict']['memory_bank.feats'].shape == (24, 128)
+
+
+def test_pirl_with_mmpretrain_vit():
+    """PIRL with mmpretrain's VisionTransformer: image view 32 px, 16 px patches (the position
+    embedding is resized to each input size), class-token features."""
+    cfg = Config.fromfile(PIRL_FMNIST_CFG)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone = dict(
+        type='VisionTransformer',
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+        img_size=32, patch_size=8, out_type='cls_token')
+    model_cfg.neck = dict(type='LinearNeck', in_channels=32, out_channels=128, gap_dim=0,
+                          norm_cfg=None)
+    model_cfg.transform_neck = dict(type='JigsawProjectionNeck', in_channels=32)
+    model_cfg.memory_bank.update(length=20, num_negatives=8)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg)
+    model.init_weights()
+    inputs, samples = _batch()
+    out = model.loss(inputs, samples)
+    assert torch.isfinite(out['loss'])
+    out['loss'].backward()
+    assert _grad_norm(model.backbone) > 0
+    assert _grad_norm(model.transform_neck) > 0 and _grad_norm(model.neck) > 0
