@@ -30,16 +30,7 @@ model = dict(
     loss=dict(type='NCELoss', temperature=0.07),  # or dict(type='InfoNCELoss', temperature=0.07)
     loss_lambda=0.5)
 
-image_pipeline = [
-    dict(type='RandomResizedCrop', scale=224, backend='pillow'),
-    dict(type='RandomApply',
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
-                          hue=0.1)],
-         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
-         channel_weights=(0.114, 0.587, 0.2989)),
-    dict(type='RandomFlip', prob=0.5),
-]
+# colour augmentation shared by the image view and (per patch) the jigsaw view
 patch_pipeline = [
     dict(type='RandomApply',
          transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4,
@@ -47,6 +38,11 @@ patch_pipeline = [
          prob=0.8),
     dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
          channel_weights=(0.114, 0.587, 0.2989)),
+]
+image_pipeline = [
+    dict(type='RandomResizedCrop', scale=224, backend='pillow'),
+    *patch_pipeline,
+    dict(type='RandomFlip', prob=0.5),
 ]
 transform_pipeline = [
     dict(type='JigsawPatches', grid=3, crop_size=255, crop_scale=(0.6, 1.0), patch_size=64,
