@@ -140,3 +140,35 @@ def test_pirl_with_mmpretrain_vit():
     out['loss'].backward()
     assert _grad_norm(model.backbone) > 0
     assert _grad_norm(model.transform_neck) > 0 and _grad_norm(model.neck) > 0
+
+
+def test_resume_restores_memory_bank(tiny_tree, tiny_pirl_ckpt, tmp_path):
+    """--resume brings the memory bank (a buffer, so in the checkpoint) back before step 3."""
+    from mmengine.hooks import Hook
+    from mmssl_ext.registry import HOOKS
+
+    seen = {}
+
+    @HOOKS.register_module(force=True)
+    class _BankProbe(Hook):
+        def before_train(self, runner):
+            seen['iter'] = runner.iter
+            seen['bank'] = runner.model.memory_bank.feats.clone()
+
+    work = str(tmp_path / 'resumed')
+    args = train_api.parse_args([
+        PIRL_FMNIST_CFG, '--work-dir', work, '--resume', tiny_pirl_ckpt, '--cfg-options',
+        f'train_dataloader.dataset.data_root={tiny_tree}', 'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'model.memory_bank.length=24', 'model.memory_bank.num_negatives=16',
+        'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=3'])
+    cfg = train_api.merge_args(Config.fromfile(args.config), args)
+    cfg.custom_hooks = [dict(type='_BankProbe')]
+    runner = train_api.build_runner(cfg)
+    runner.train()
+    saved = torch.load(tiny_pirl_ckpt, map_location='cpu')['state_dict']['memory_bank.feats']
+    assert seen['iter'] == 2
+    torch.testing.assert_close(seen['bank'], saved)
+    # and the third step changed exactly the 4 rows of its batch
+    after = runner.model.memory_bank.feats
+    assert int((after != saved).any(dim=1).sum()) == 4
