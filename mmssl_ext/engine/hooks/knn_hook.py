@@ -83,7 +83,8 @@ class KNNEvalHook(Hook):
         res = knn_evaluate(train_f, train_y, val_f, val_y, ks=self.ks,
                            temperature=self.temperature, topk=self.topk,
                            num_classes=self.num_classes)
-        step = runner.epoch if self.by_epoch else runner.iter
+        # hooks run before the loop increments its counter: report completed epochs/iterations
+        step = runner.epoch + 1 if self.by_epoch else runner.iter + 1
         for key, value in res.items():
             runner.message_hub.update_scalar(f'knn/{key}', value)
         runner.visualizer.add_scalars({f'knn/{k}': v for k, v in res.items()}, step=step)
