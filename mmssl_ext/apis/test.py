@@ -11,7 +11,8 @@ from mmengine.evaluator import DumpResults
 
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.utils.config import load_config
-from mmssl_ext.apis.train import _default_dataloader_cfg, build_runner
+from mmssl_ext.apis.train import (_default_dataloader_cfg, build_runner,
+                                  finalize_dataloader_cfgs)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -86,6 +87,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                             args.no_pin_memory)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    finalize_dataloader_cfgs(cfg)
     return cfg
 
 

@@ -61,10 +61,17 @@ def _default_dataloader_cfg(cfg: Config, field: str, defaults: dict,
     if no_persistent_workers:
         loader['persistent_workers'] = False
     strip_collate_scope(loader)
-    if loader.get('num_workers', 0) == 0:
-        # torch refuses persistent_workers without worker processes
-        loader['persistent_workers'] = False
     cfg[field] = loader
+
+
+def finalize_dataloader_cfgs(cfg: Config) -> None:
+    """After every override: torch refuses ``persistent_workers`` without worker processes, so
+    ``--cfg-options train_dataloader.num_workers=0`` alone must not break the run."""
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field, None)
+        if loader is not None and loader.get('num_workers', 0) == 0 and \
+                loader.get('persistent_workers', False):
+            loader['persistent_workers'] = False
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -101,6 +108,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                                 args.no_persistent_workers)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    finalize_dataloader_cfgs(cfg)
     return cfg
 
 

@@ -81,3 +81,16 @@ def test_resume_from_explicit_path_and_cli_flags(tiny_tree, tmp_path):
     assert cfg.auto_scale_lr.enable is True
     assert cfg.work_dir == work
     assert cfg.train_cfg.max_iters == 2
+
+
+def test_num_workers_zero_from_the_command_line_alone(tiny_tree, tmp_path):
+    """`--cfg-options train_dataloader.num_workers=0` alone: persistent_workers (True in the
+    config) is switched off after the overrides, so torch does not refuse the loader."""
+    args = train_api.parse_args([MOCO_FMNIST_CFG, '--cfg-options',
+                                 'train_dataloader.num_workers=0'])
+    cfg = train_api.merge_args(Config.fromfile(args.config), args)
+    assert cfg.train_dataloader.num_workers == 0
+    assert cfg.train_dataloader.persistent_workers is False
+    args = train_api.parse_args([MOCO_FMNIST_CFG])
+    cfg = train_api.merge_args(Config.fromfile(args.config), args)
+    assert cfg.train_dataloader.persistent_workers is True  # untouched with workers
