@@ -1,5 +1,4 @@
 """`import mmssl_ext` / custom_imports registers into mmpretrain's registries."""
-import os.path as osp
 import subprocess
 import sys
 import textwrap

@@ -23,7 +23,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 from PIL import Image

@@ -14,6 +14,7 @@ Example:
     >>> res = knn_evaluate(train_f, train_y, test_f, test_y, ks=(20, 200))
     >>> res['k20_top1'], res['k200_top5']
 """
+import importlib.util
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -64,13 +65,8 @@ def knn_neighbours(train_feats: ArrayLike, test_feats: ArrayLike, k: int,
         train = F.normalize(train, dim=1)
         test = F.normalize(test, dim=1)
     if backend == 'auto':
-        backend = 'torch'
-        if train.device.type == 'cpu':
-            try:
-                import faiss  # noqa: F401
-                backend = 'faiss'
-            except ImportError:
-                pass
+        has_faiss = importlib.util.find_spec('faiss') is not None
+        backend = 'faiss' if train.device.type == 'cpu' and has_faiss else 'torch'
     if backend == 'faiss':
         import faiss
         index = faiss.IndexFlatIP(train.shape[1])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmssl_ext.models  # noqa: F401  (registration; `import mmssl_ext` does not import models yet)
+import mmssl_ext  # noqa: F401  (registration)
 from mmssl_ext.models.memories import MemoryBank
 from mmssl_ext.registry import MODELS
 

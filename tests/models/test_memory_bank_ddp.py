@@ -6,7 +6,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-import mmssl_ext.models  # noqa: F401  (registration; `import mmssl_ext` does not import models yet)
+import mmssl_ext  # noqa: F401  (registration)
 from mmssl_ext.models.losses import NCELoss
 from mmssl_ext.models.memories import MemoryBank
 

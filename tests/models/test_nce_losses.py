@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import mmssl_ext.models  # noqa: F401  (registration; `import mmssl_ext` does not import models yet)
+import mmssl_ext  # noqa: F401  (registration)
 from mmssl_ext.models.losses import InfoNCELoss, NCELoss
 from mmssl_ext.registry import MODELS
 
