@@ -1,0 +1,711 @@
+"""``tools/clusterfit.py``: ClusterFit (Yan et al., CVPR 2020) as three sub-commands.
+
+* ``cluster`` — extract globally pooled features of a training set with a pretrained network
+  N_pre, L2-normalise (optionally PCA), faiss k-means with K clusters, and write the cluster ids
+  as pseudo labels in mmpretrain's annotation format.  N_pre is any of
+
+  - an mmssl_ext / mmpretrain config + a full training checkpoint (``--config C --checkpoint X``),
+  - the same config + a backbone-only checkpoint from ``tools/extract_backbone.py``,
+  - a torchvision model with local weights (``--torchvision resnet18 --weights r18.pth``;
+    nothing is ever downloaded; the file is read with the safe loader).
+
+  The images come from the ``knn_eval.train_dataloader`` of ``--data-config`` (default: the
+  N_pre config; ``configs/_base_/datasets/fmnist_knn.py`` defines one for Fashion-MNIST) or from
+  an explicit ``--data-root [--ann-file] [--data-prefix]``.  ``--out-dir`` receives
+  ``train_clusters.txt`` (``relative/path.png <cluster id>`` per line, relative to the data
+  prefix: ``CustomDataset(data_root=..., data_prefix=..., ann_file=...)`` reads it),
+  ``centroids.npy``, ``summary.json`` (K, N, cluster sizes, objective, re-seeded empty clusters,
+  source model, data location, timings) and, on request, ``features.npy`` / ``pca.npz``.
+* ``fit`` — ``tools/train.py`` on a fit config (an ordinary mmpretrain ``ImageClassifier``
+  trained from scratch), pointed at the annotation file, the clustered image folder and K.
+* ``run`` — cluster -> fit -> extract the backbone, in one command.
+
+Examples::
+
+    python tools/clusterfit.py cluster --config configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py \\
+        --checkpoint work_dirs/mocov2_r18_1xb64-1300it_fmnist/iter_1300.pth --k 100 \\
+        --out-dir work_dirs/clusterfit-fit_r18_1xb64-1500it_fmnist
+    python tools/clusterfit.py fit configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \\
+        --clusters work_dirs/clusterfit-fit_r18_1xb64-1500it_fmnist
+    python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \\
+        --torchvision resnet18 --weights r18.pth --k 100
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config, DictAction
+
+import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.clustering import KMeansResult, kmeans
+from mmssl_ext.evaluation.features import extract_features
+from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+from mmssl_ext.utils.config import build_dataloader, load_config
+
+ANN_FILE = 'train_clusters.txt'
+SUMMARY_FILE = 'summary.json'
+CENTROIDS_FILE = 'centroids.npy'
+FEATURES_FILE = 'features.npy'
+PCA_FILE = 'pca.npz'
+BACKBONE_FILE = 'backbone.pth'
+
+#: ImageNet RGB statistics, the normalisation of every torchvision classification model
+TORCHVISION_MEAN = [123.675, 116.28, 103.53]
+TORCHVISION_STD = [58.395, 57.12, 57.375]
+
+
+# ------------------------------------------------------------------------------ N_pre
+class TorchvisionBackbone(nn.Module):
+    """A torchvision classifier as a backbone that returns a tuple of feature maps.
+
+    ResNet-like models (``layer1`` .. ``layer4``) return the four stage outputs, so ``layer``
+    picks one; every other model returns the input of its classifier (``fc``, ``classifier``
+    or ``heads``, replaced by ``Identity``).
+    """
+
+    HEADS = ('fc', 'classifier', 'heads', 'head')
+
+    def __init__(self, net: nn.Module, name: str):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.staged = all(hasattr(net, f'layer{i}') for i in range(1, 5)) and hasattr(net, 'conv1')
+        if not self.staged:
+            for head in self.HEADS:
+                if hasattr(net, head):
+                    setattr(net, head, nn.Identity())
+                    break
+            else:
+                raise ValueError(f'torchvision model {name!r} has none of the classifier '
+                                 f'attributes {self.HEADS}; cannot tell where its features are')
+
+    @property
+    def num_stages(self) -> int:
+        return 4 if self.staged else 1
+
+    def forward(self, x):
+        if not self.staged:
+            return (self.net(x), )
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        outs = []
+        for i in range(1, 5):
+            x = getattr(n, f'layer{i}')(x)
+            outs.append(x)
+        return tuple(outs)
+
+
+class TorchvisionFeatureModel(nn.Module):
+    """``data_preprocessor`` (ImageNet normalisation, BGR->RGB) + :class:`TorchvisionBackbone`,
+    the interface :func:`~mmssl_ext.evaluation.features.extract_features` needs."""
+
+    def __init__(self, net: nn.Module, name: str):
+        super().__init__()
+        from mmpretrain.models import ClsDataPreprocessor
+        self.data_preprocessor = ClsDataPreprocessor(mean=TORCHVISION_MEAN, std=TORCHVISION_STD,
+                                                     to_rgb=True)
+        self.backbone = TorchvisionBackbone(net, name)
+
+
+def load_torchvision_weights(net: nn.Module, weights: str, name: str) -> Dict[str, list]:
+    """Load a local state dict (plain, ``{'state_dict': ...}`` or DDP-prefixed) into ``net``.
+
+    Classifier weights (``fc.*`` ...) are optional and ignored; every other weight must be there
+    with the right shape.
+    """
+    ckpt = load_checkpoint_safe(weights)
+    state = ckpt
+    if isinstance(ckpt, dict):
+        for key in ('state_dict', 'model'):
+            if isinstance(ckpt.get(key), dict):
+                state = ckpt[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ValueError(f'{weights}: expected a state dict of tensors (torch.save('
+                         f'model.state_dict())), got {type(state).__name__}')
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    heads = tuple(h + '.' for h in TorchvisionBackbone.HEADS)
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(heads)}
+    body = {k: v for k, v in state.items() if not k.startswith(heads)}
+    missing = [k for k in own if k not in body]
+    unexpected = [k for k in body if k not in own]
+    mismatched = [f'{k}: {tuple(body[k].shape)} in the file, {tuple(v.shape)} in {name}'
+                  for k, v in own.items() if k in body and body[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f'{weights} does not fit torchvision {name}: {len(missing)} weights missing (e.g. '
+            f'{missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), '
+            f'{len(mismatched)} of another shape (e.g. {mismatched[:2]})')
+    net.load_state_dict(body, strict=False)
+    return dict(loaded=len(body), ignored_head=sorted(set(state) - set(body)))
+
+
+def build_torchvision_model(name: str, weights: Optional[str]) -> Tuple[nn.Module, dict]:
+    """torchvision ``name`` with local ``weights`` (``'random'``: keep the random init)."""
+    import torchvision
+    if not weights:
+        raise ValueError(f'--torchvision {name} needs --weights: a local state-dict file (e.g. '
+                         f'torch.save(torchvision.models.{name}().state_dict(), path)); '
+                         f"mmssl_ext never downloads weights ('random' keeps the random init)")
+    try:
+        net = torchvision.models.get_model(name, weights=None)
+    except ValueError:
+        known = sorted(torchvision.models.list_models(torchvision.models))
+        raise ValueError(f'unknown torchvision model {name!r}; classification models are '
+                         f'{known}') from None
+    info = dict(kind='torchvision', name=name,
+                weights='random' if weights == 'random' else osp.abspath(weights))
+    if weights != 'random':
+        info.update(load_torchvision_weights(net, weights, name))
+        info.pop('loaded')
+    return TorchvisionFeatureModel(net, name), info
+
+
+def build_config_model(config: str, checkpoint: Optional[str], layer: int = -1,
+                       cfg_options: Optional[dict] = None, seed: int = 0
+                       ) -> Tuple[nn.Module, Config, dict]:
+    """Model of an mmssl_ext / mmpretrain config with a full or backbone-only checkpoint."""
+    from mmssl_ext.apis.knn_eval import build_model, load_backbone_weights
+    if not checkpoint:
+        raise ValueError(f'--config {config} needs --checkpoint (a full training checkpoint, a '
+                         f"backbone-only file from tools/extract_backbone.py, or 'random')")
+    cfg = load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if layer != -1:
+        backbone = cfg.model.get('backbone', None)
+        if backbone is None or 'ResNet' not in str(backbone.get('type', '')):
+            raise ValueError(f'--layer {layer}: only ResNet backbones (out_indices) support an '
+                             f'earlier stage; {config} has backbone '
+                             f'{None if backbone is None else backbone.get("type")}')
+        stages = backbone.get('num_stages', 4)
+        if not 0 <= layer < stages:
+            raise ValueError(f'--layer must be -1 (last) or a stage index in [0, {stages - 1}], '
+                             f'got {layer}')
+        backbone['out_indices'] = (layer, )
+    model = build_model(cfg, seed)
+    info = dict(kind='config', config=config,
+                checkpoint='random' if checkpoint == 'random' else osp.abspath(checkpoint))
+    if checkpoint != 'random':
+        load_backbone_weights(model, checkpoint)
+    return model, cfg, info
+
+
+# ------------------------------------------------------------------------------ data
+def _pipeline(img_size: int, crop_ratio: Optional[float]) -> list:
+    if crop_ratio:  # ImageNet evaluation: short side to size / ratio, centre crop
+        return [dict(type='LoadImageFromFile'),
+                dict(type='ResizeEdge', scale=int(round(img_size / crop_ratio)), edge='short'),
+                dict(type='CenterCrop', crop_size=img_size),
+                dict(type='PackInputs')]
+    return [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(img_size, img_size)),
+            dict(type='PackInputs')]
+
+
+def _has_labels(ann_path: str) -> bool:
+    with open(ann_path) as f:
+        for line in f:
+            if line.strip():
+                parts = line.strip().rsplit(' ', 1)
+                return len(parts) == 2 and parts[1].lstrip('-').isdigit()
+    return False
+
+
+def cluster_loader_cfg(data_cfg: Optional[Config] = None, data_cfg_name: str = '',
+                       data_root: Optional[str] = None, ann_file: Optional[str] = None,
+                       data_prefix: Optional[str] = None, img_size: int = 32,
+                       crop_ratio: Optional[float] = None, batch_size: Optional[int] = None,
+                       num_workers: Optional[int] = None,
+                       num_samples: Optional[int] = None) -> dict:
+    """Dataloader config for the images to cluster, in a fixed (non-shuffled) order."""
+    if data_root is not None:
+        with_label = True  # a folder tree without list file: labels from the sub-folders
+        if ann_file:
+            path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'--ann-file {ann_file}: {path} does not exist')
+            with_label = _has_labels(path)  # a plain list of paths works too
+        dataset = dict(type='CustomDataset', data_root=data_root, ann_file=ann_file or '',
+                       data_prefix=data_prefix or '', with_label=with_label,
+                       pipeline=_pipeline(img_size, crop_ratio))
+        loader = dict(batch_size=batch_size or 64, num_workers=2, dataset=dataset,
+                      collate_fn=dict(type='default_collate'))
+    else:
+        if data_cfg is None:
+            raise ValueError('no images to cluster: pass --data-config (a config with a '
+                             'knn_eval section), --config, or --data-root [--ann-file] '
+                             '[--data-prefix]')
+        knn = data_cfg.get('knn_eval', None)
+        if knn is None or 'train_dataloader' not in knn:
+            raise KeyError(f'{data_cfg_name} has no `knn_eval.train_dataloader` to take the '
+                           f"images from: inherit 'configs/_base_/datasets/fmnist_knn.py', pass "
+                           f'--data-config, or --data-root [--ann-file] [--data-prefix]')
+        loader = copy.deepcopy(knn['train_dataloader'])
+        loader = loader.to_dict() if hasattr(loader, 'to_dict') else dict(loader)
+    loader['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    loader['persistent_workers'] = False
+    if batch_size:
+        loader['batch_size'] = batch_size
+    if num_workers is not None:
+        loader['num_workers'] = num_workers
+    if num_samples:
+        loader['dataset']['indices'] = int(num_samples)
+    return loader
+
+
+def image_list(dataset) -> Tuple[List[str], np.ndarray, str, str]:
+    """``(paths relative to the image prefix, labels or -1, data_root, image prefix)``."""
+    prefix = dataset.data_prefix.get('img_path', '') if isinstance(
+        dataset.data_prefix, dict) else ''
+    root = getattr(dataset, 'data_root', '') or ''
+    rel, labels = [], []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        path = info.get('img_path')
+        if path is None:
+            raise ValueError(f'{type(dataset).__name__} sample {i} has no img_path: ClusterFit '
+                             f'needs an image-file dataset (CustomDataset / ImageNet)')
+        if prefix:
+            if not path.startswith(prefix):
+                raise ValueError(f'{path} is not under the dataset image prefix {prefix}')
+            path = path[len(prefix):].lstrip('/\\')
+        rel.append(path)
+        gt = info.get('gt_label', -1)
+        labels.append(int(np.asarray(gt).reshape(-1)[0]) if gt is not None else -1)
+    for p in rel:
+        if p != p.strip() or '\n' in p:
+            raise ValueError(f'image path {p!r} has a line break or surrounding spaces: it '
+                             f'cannot be written to an annotation file')
+    return rel, np.asarray(labels, dtype=np.int64), root, prefix
+
+
+def nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised mutual information (arithmetic mean normalisation) of two labelings."""
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    cont = np.zeros((ai.max() + 1, bi.max() + 1), dtype=np.float64)
+    np.add.at(cont, (ai, bi), 1)
+    p = cont / cont.sum()
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
+    ha = -(pa[pa > 0] * np.log(pa[pa > 0])).sum()
+    hb = -(pb[pb > 0] * np.log(pb[pb > 0])).sum()
+    denom = (ha + hb) / 2
+    return float(mi / denom) if denom > 0 else 1.0
+
+
+def write_annotation(path: str, rel_paths: List[str], labels: np.ndarray) -> None:
+    with open(path, 'w') as f:
+        for p, y in zip(rel_paths, labels):
+            f.write(f'{p} {int(y)}\n')
+
+
+# ------------------------------------------------------------------------------ cluster
+def cluster(out_dir: str, k: int, config: Optional[str] = None, **kwargs) -> dict:
+    """The cluster step; returns the summary (also written to ``out_dir/summary.json``).
+
+    Keyword arguments as :func:`cluster_step` (the CLI flags of ``tools/clusterfit.py
+    cluster``).  Nothing is written unless every step succeeds: the files are assembled in a
+    temporary folder and moved into ``out_dir`` at the end (``summary.json`` last).
+    """
+    from mmengine.registry import DefaultScope
+    scope = 'mmpretrain'
+    if config is not None:
+        scope = load_config(config).get('default_scope', None) or scope
+    with DefaultScope.overwrite_default_scope(scope):
+        return cluster_step(out_dir, k, config=config, **kwargs)
+
+
+def cluster_step(out_dir: str,
+                 k: int,
+                 config: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
+                 torchvision: Optional[str] = None,
+                 weights: Optional[str] = None,
+                 layer: int = -1,
+                 pool: str = 'avg',
+                 data_config: Optional[str] = None,
+                 data_root: Optional[str] = None,
+                 ann_file: Optional[str] = None,
+                 data_prefix: Optional[str] = None,
+                 img_size: int = 32,
+                 crop_ratio: Optional[float] = None,
+                 num_samples: Optional[int] = None,
+                 batch_size: Optional[int] = None,
+                 num_workers: Optional[int] = None,
+                 niter: int = 20,
+                 seed: int = 0,
+                 pca_dim: Optional[int] = None,
+                 whiten: bool = False,
+                 l2_normalize: bool = True,
+                 save_features: bool = False,
+                 cfg_options: Optional[dict] = None,
+                 data_cfg_options: Optional[dict] = None,
+                 progress: bool = True) -> dict:
+    """:func:`cluster` without setting the default registry scope."""
+    t_start = time.perf_counter()
+    if (config is None) == (torchvision is None):
+        raise ValueError('give the pretrained network either as --config C --checkpoint X or '
+                         'as --torchvision NAME --weights FILE (exactly one of them)')
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f'--k (number of clusters) must be an integer >= 1, got {k}')
+    # the images, first: a bad K is reported before any model is built
+    model_cfg = None
+    if config is not None:
+        model_cfg = load_config(config)
+        if cfg_options:
+            model_cfg.merge_from_dict(cfg_options)
+    if data_config is not None:
+        data_cfg, data_name = load_config(data_config), data_config
+        if data_cfg_options:
+            data_cfg.merge_from_dict(data_cfg_options)
+    else:
+        data_cfg, data_name = model_cfg, config
+    loader_cfg = cluster_loader_cfg(
+        None if data_root is not None else data_cfg, data_name, data_root, ann_file,
+        data_prefix, img_size, crop_ratio, batch_size, num_workers, num_samples)
+    loader = build_dataloader(loader_cfg, seed=seed)
+    dataset = loader.dataset
+    n = len(dataset)
+    if k > n:
+        raise ValueError(f'cannot make k={k} clusters from {n} images '
+                         f'({dataset.data_prefix.get("img_path", "")}): k must not exceed the '
+                         f'number of images ({n})')
+    rel_paths, true_labels, root, img_prefix = image_list(dataset)
+
+    # the pretrained network
+    if torchvision is not None:
+        model, source = build_torchvision_model(torchvision, weights)
+        stages = model.backbone.num_stages
+        if layer != -1 and not 0 <= layer < stages:
+            raise ValueError(f'--layer must be -1 (last) or a stage index in [0, {stages - 1}] '
+                             f'for torchvision {torchvision}, got {layer}')
+        stage = layer
+    else:
+        model, _, source = build_config_model(config, checkpoint, layer, cfg_options, seed)
+        stage = -1  # out_indices already selects --layer
+    source['layer'] = layer
+    source['pool'] = pool
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model.to(device)
+    model.data_preprocessor.to(device)
+
+    t = time.perf_counter()
+    if progress:
+        print(f'extracting features of {n} images with {source.get("name") or source["config"]}')
+    feats, _ = extract_features(model, loader, stage=stage, pool=pool, normalize=False,
+                                progress=progress)
+    t_extract = time.perf_counter() - t
+    if len(feats) != n:
+        raise RuntimeError(f'extracted {len(feats)} features for {n} images')
+    feats = feats.numpy()
+
+    if progress:
+        print(f'k-means: {n} x {feats.shape[1]} features -> {k} clusters '
+              f'({niter} iterations, pca_dim={pca_dim})')
+    res: KMeansResult = kmeans(feats, int(k), niter=niter, seed=seed, pca_dim=pca_dim,
+                               whiten=whiten, l2_normalize=l2_normalize, verbose=progress)
+
+    summary = dict(
+        k=int(k), num_samples=n, feature_dim=int(feats.shape[1]),
+        clustered_dim=int(res.centroids.shape[1]), objective=res.objective,
+        empty_clusters_reseeded=res.num_reseeded, reseeded_clusters=res.reseeded,
+        sizes=[int(s) for s in res.sizes], min_size=int(res.sizes.min()),
+        max_size=int(res.sizes.max()),
+        kmeans=dict(niter=niter, seed=seed, pca_dim=pca_dim, whiten=whiten,
+                    l2_normalize=l2_normalize, gpu=res.gpu,
+                    objective_history=res.summary()['objective_history']),
+        source=source,
+        data=dict(data_root=root, data_root_abs=osp.abspath(root) if root else '',
+                  img_prefix=img_prefix, img_prefix_abs=osp.abspath(img_prefix),
+                  data_prefix=osp.relpath(img_prefix, root) if root else img_prefix,
+                  dataset=type(dataset).__name__, from_config=data_name
+                  if data_root is None else None, num_samples=num_samples),
+        ann_file=ANN_FILE,
+        timings=dict(extract_s=round(t_extract, 2),
+                     kmeans_s=round(res.timings.get('total', 0.0), 2)))
+    if (true_labels >= 0).all():
+        summary['nmi_vs_dataset_labels'] = round(nmi(res.assignments, true_labels), 4)
+
+    # write everything to a temporary folder next to out_dir, then move the files in
+    parent = osp.dirname(osp.abspath(out_dir)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.clusterfit-', dir=parent)
+    try:
+        write_annotation(osp.join(tmp, ANN_FILE), rel_paths, res.assignments)
+        np.save(osp.join(tmp, CENTROIDS_FILE), res.centroids)
+        files = [ANN_FILE, CENTROIDS_FILE]
+        if save_features:
+            np.save(osp.join(tmp, FEATURES_FILE), feats)
+            files.append(FEATURES_FILE)
+        if res.pca is not None:
+            np.savez(osp.join(tmp, PCA_FILE), A=res.pca.A, b=res.pca.b,
+                     eigenvalues=res.pca.eigenvalues, whiten=res.pca.whiten)
+            files.append(PCA_FILE)
+        summary['files'] = files + [SUMMARY_FILE]
+        summary['timings']['total_s'] = round(time.perf_counter() - t_start, 2)
+        with open(osp.join(tmp, SUMMARY_FILE), 'w') as f:
+            f.write(_summary_json(summary))
+        os.makedirs(out_dir, exist_ok=True)
+        for name in files + [SUMMARY_FILE]:
+            os.replace(osp.join(tmp, name), osp.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary['out_dir'] = out_dir
+    if progress:
+        print(format_summary(summary))
+    return summary
+
+
+def _summary_json(summary: dict) -> str:
+    """Indented JSON with the (K-long) size list and the objective history on one line each."""
+    s = copy.deepcopy(summary)
+    sizes, hist = s['sizes'], s['kmeans']['objective_history']
+    s['sizes'], s['kmeans']['objective_history'] = '@SIZES@', '@HISTORY@'
+    text = json.dumps(s, indent=2)
+    return text.replace('"@SIZES@"', json.dumps(sizes)).replace('"@HISTORY@"',
+                                                                 json.dumps(hist)) + '\n'
+
+
+def format_summary(s: dict) -> str:
+    lines = [f'clustered {s["num_samples"]} images into K={s["k"]} clusters '
+             f'(sizes {s["min_size"]}..{s["max_size"]}, objective {s["objective"]:.4g}, '
+             f'{s["empty_clusters_reseeded"]} empty clusters re-seeded)']
+    if 'nmi_vs_dataset_labels' in s:
+        lines.append(f'NMI with the dataset labels: {s["nmi_vs_dataset_labels"]:.4f}')
+    lines.append(f'features {s["timings"]["extract_s"]} s, k-means {s["timings"]["kmeans_s"]} s')
+    out = s.get('out_dir', '.')
+    lines.append(f'pseudo labels -> {osp.join(out, ANN_FILE)}  (images under '
+                 f'{s["data"]["img_prefix"]})')
+    lines.append(f'centroids     -> {osp.join(out, CENTROIDS_FILE)}')
+    lines.append(f'summary       -> {osp.join(out, SUMMARY_FILE)}')
+    return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------------ fit
+def read_clusters(clusters: str) -> Tuple[str, Optional[dict]]:
+    """``(annotation file, summary or None)`` of a cluster-step folder or annotation file."""
+    if osp.isdir(clusters):
+        ann = osp.join(clusters, ANN_FILE)
+        summary_path = osp.join(clusters, SUMMARY_FILE)
+    else:
+        ann = clusters
+        summary_path = osp.join(osp.dirname(clusters), SUMMARY_FILE)
+    if not osp.isfile(ann):
+        raise FileNotFoundError(f'no pseudo-label file {ann}: run `tools/clusterfit.py cluster '
+                                f'--out-dir {osp.dirname(ann) or "."}` first')
+    summary = None
+    if osp.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    return osp.abspath(ann), summary
+
+
+def fit_overrides(clusters: str, cfg: Config) -> dict:
+    """``--cfg-options`` that point a fit config at a cluster step's output.
+
+    Sets the annotation file, the image folder the clustering read (so the fit trains on the same
+    image list) and K (head, data preprocessor).  Checks that every listed image exists.
+    """
+    ann, summary = read_clusters(clusters)
+    with open(ann) as f:
+        rows = [line.rstrip('\n').rsplit(' ', 1) for line in f if line.strip()]
+    bad = [i for i, r in enumerate(rows) if len(r) != 2 or not r[1].isdigit()]
+    if bad:
+        raise ValueError(f'{ann} line {bad[0] + 1}: expected "<relative path> <cluster id>"')
+    labels = np.asarray([int(r[1]) for r in rows])
+    if summary is not None:
+        k = int(summary['k'])
+        if labels.max() >= k:
+            raise ValueError(f'{ann} has cluster id {labels.max()} >= k={k} of its summary')
+        root = summary['data']['data_root_abs']
+        prefix = summary['data']['data_prefix'] if root else summary['data']['img_prefix_abs']
+    else:
+        k = int(labels.max()) + 1
+        ds = cfg.train_dataloader.dataset
+        root, prefix = ds.get('data_root', ''), ds.get('data_prefix', '')
+        if isinstance(prefix, dict):
+            prefix = prefix.get('img_path', '')
+    img_dir = osp.join(root, prefix) if root else prefix
+    missing = [r[0] for r in rows if not osp.isfile(osp.join(img_dir, r[0]))]
+    if missing:
+        raise FileNotFoundError(f'{ann}: {len(missing)} of {len(rows)} images are not under '
+                                f'{img_dir} (first: {missing[0]}); the fit step must read the '
+                                f'images the cluster step clustered')
+    opts = {
+        'train_dataloader.dataset.ann_file': ann,
+        'train_dataloader.dataset.data_root': root,
+        'train_dataloader.dataset.data_prefix': prefix,
+        'model.head.num_classes': k,
+    }
+    if cfg.model.get('data_preprocessor', None) is not None:
+        opts['model.data_preprocessor.num_classes'] = k
+    if cfg.get('data_preprocessor', None) is not None:
+        opts['data_preprocessor.num_classes'] = k
+    return opts
+
+
+def fit(config: str, clusters: str, work_dir: Optional[str] = None,
+        cfg_options: Optional[dict] = None, train_args: Optional[List[str]] = None) -> dict:
+    """The fit step: ``tools/train.py`` on ``config`` with the pseudo labels of ``clusters``."""
+    from mmssl_ext.apis import train as train_api
+    cfg = load_config(config)
+    probe = copy.deepcopy(cfg)
+    if cfg_options:
+        probe.merge_from_dict(cfg_options)
+    opts = fit_overrides(clusters, probe)  # the user's options see the cluster step's values
+    opts.update(cfg_options or {})
+    argv = [config] + (['--work-dir', work_dir] if work_dir else []) + list(train_args or [])
+    args = train_api.parse_args(argv)
+    args.cfg_options = opts
+    cfg = train_api.merge_args(cfg, args)
+    runner = train_api.build_runner(cfg)
+    runner.train()
+    last = osp.join(cfg.work_dir, 'last_checkpoint')
+    checkpoint = open(last).read().strip() if osp.isfile(last) else None
+    return dict(work_dir=cfg.work_dir, checkpoint=checkpoint, num_classes=opts[
+        'model.head.num_classes'], ann_file=opts['train_dataloader.dataset.ann_file'])
+
+
+# ------------------------------------------------------------------------------ run (chain)
+def run(config: str, work_dir: Optional[str] = None, cluster_kwargs: Optional[dict] = None,
+        cfg_options: Optional[dict] = None, train_args: Optional[List[str]] = None,
+        progress: bool = True) -> dict:
+    """cluster -> fit -> extract backbone.  ``config`` is the fit config; its ``knn_eval``
+    train split is the default image set of the cluster step."""
+    from mmssl_ext.apis.extract_backbone import extract_backbone
+    kw = dict(cluster_kwargs or {})
+    if work_dir is None:
+        work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    if kw.get('data_root') is None and kw.get('data_config') is None:
+        kw['data_config'] = config
+        kw.setdefault('data_cfg_options', cfg_options)
+    summary = cluster(work_dir, progress=progress, **kw)
+    fitted = fit(config, work_dir, work_dir=work_dir, cfg_options=cfg_options,
+                 train_args=train_args)
+    if fitted['checkpoint'] is None:
+        raise RuntimeError(f'the fit step wrote no checkpoint into {work_dir} (is the '
+                           f'CheckpointHook interval larger than the schedule?)')
+    backbone = osp.join(work_dir, BACKBONE_FILE)
+    info = extract_backbone(fitted['checkpoint'], backbone)
+    out = dict(work_dir=work_dir, ann_file=osp.join(work_dir, ANN_FILE),
+               summary=osp.join(work_dir, SUMMARY_FILE),
+               centroids=osp.join(work_dir, CENTROIDS_FILE),
+               checkpoint=fitted['checkpoint'], backbone=backbone,
+               k=summary['k'], num_samples=summary['num_samples'],
+               backbone_tensors=info['num_tensors'])
+    print('ClusterFit artefacts:')
+    for key in ('ann_file', 'centroids', 'summary', 'checkpoint', 'backbone'):
+        print(f'  {key:<11} {out[key]}')
+    print(f'evaluate: python tools/knn_eval.py {config} {backbone} --baseline')
+    return out
+
+
+# ------------------------------------------------------------------------------ CLI
+def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--config') -> None:
+    g = p.add_argument_group('pretrained network N_pre (config + checkpoint, or torchvision)')
+    g.add_argument(config_flag, dest='pre_config',
+                   help='mmssl_ext / mmpretrain config (pkg:: paths allowed) of N_pre')
+    g.add_argument('--checkpoint', help="full or backbone-only checkpoint of N_pre, or 'random'")
+    g.add_argument('--torchvision', metavar='NAME', help='torchvision model name, e.g. resnet18')
+    g.add_argument('--weights', help="local state-dict file for --torchvision, or 'random'")
+    g.add_argument('--layer', type=int, default=-1,
+                   help='ResNet stage index 0-3 to take features from (default -1: last)')
+    g.add_argument('--pool', choices=['avg', 'max'], default='avg', help='global pooling')
+    d = p.add_argument_group('images to cluster (default: knn_eval.train_dataloader of the '
+                             'config)')
+    d.add_argument('--data-config', help='config whose knn_eval.train_dataloader lists them')
+    d.add_argument('--data-root', help='image folder root (CustomDataset data_root)')
+    d.add_argument('--ann-file', help='annotation/list file, relative to --data-root')
+    d.add_argument('--data-prefix', help='image sub-folder, e.g. train')
+    d.add_argument('--img-size', type=int, default=32, help='input size with --data-root')
+    d.add_argument('--crop-ratio', type=float,
+                   help='with --data-root: resize the short side to size/ratio and centre-crop '
+                   '(ImageNet: --img-size 224 --crop-ratio 0.875)')
+    d.add_argument('--num-samples', type=int, help='only the first N images of the list')
+    d.add_argument('--batch-size', type=int, help='extraction batch size')
+    d.add_argument('--num-workers', type=int, help='dataloader workers')
+    c = p.add_argument_group('k-means')
+    c.add_argument('--k', type=int, required=True, help='number of clusters')
+    c.add_argument('--niter', type=int, default=20, help='k-means iterations (default 20)')
+    c.add_argument('--seed', type=int, default=0)
+    c.add_argument('--pca-dim', type=int, help='PCA to this many dimensions first')
+    c.add_argument('--whiten', action='store_true', help='PCA whitening')
+    c.add_argument('--no-l2-normalize', action='store_true',
+                   help='cluster the raw pooled features')
+    c.add_argument('--save-features', action='store_true', help='also write features.npy')
+
+
+def _cluster_kwargs(args) -> dict:
+    return dict(k=args.k, config=args.pre_config, checkpoint=args.checkpoint,
+                torchvision=args.torchvision, weights=args.weights, layer=args.layer,
+                pool=args.pool, data_config=args.data_config, data_root=args.data_root,
+                ann_file=args.ann_file, data_prefix=args.data_prefix, img_size=args.img_size,
+                crop_ratio=args.crop_ratio, num_samples=args.num_samples,
+                batch_size=args.batch_size, num_workers=args.num_workers, niter=args.niter,
+                seed=args.seed, pca_dim=args.pca_dim, whiten=args.whiten,
+                l2_normalize=not args.no_l2_normalize, save_features=args.save_features)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='ClusterFit: cluster features of a pretrained '
+                                'network, train a new network on the cluster ids')
+    sub = p.add_subparsers(dest='command', required=True)
+
+    pc = sub.add_parser('cluster', help='features -> k-means -> pseudo-label annotation file')
+    _add_pretrained_args(pc)
+    pc.add_argument('--out-dir', required=True, help='folder for train_clusters.txt etc.')
+    pc.add_argument('--cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the N_pre config (also of its knn_eval data)')
+    pc.add_argument('--data-cfg-options', nargs='+', action=DictAction,
+                    help='overrides of --data-config')
+
+    pf = sub.add_parser('fit', help='train a fit config on the pseudo labels (tools/train.py)')
+    pf.add_argument('config', help='fit config (an mmpretrain ImageClassifier)')
+    pf.add_argument('--clusters', required=True,
+                    help='output folder of the cluster step (or its train_clusters.txt)')
+    pf.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    pf.add_argument('--cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the fit config')
+
+    pr = sub.add_parser('run', help='cluster -> fit -> extract backbone in one go')
+    pr.add_argument('config', help='fit config; its knn_eval train split is clustered')
+    _add_pretrained_args(pr, '--pretrained-config')
+    pr.add_argument('--work-dir', help='default: work_dirs/<fit config name>')
+    pr.add_argument('--cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the fit config (also of its knn_eval data)')
+    pr.add_argument('--pretrained-cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the N_pre config')
+    args, rest = p.parse_known_args(argv)
+    if rest and args.command == 'cluster':
+        p.error(f'unrecognized arguments: {" ".join(rest)}')
+    args.train_args = rest  # fit / run pass the rest to tools/train.py (--resume, --amp, ...)
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    if args.command == 'cluster':
+        kw = _cluster_kwargs(args)
+        return cluster(args.out_dir, cfg_options=args.cfg_options,
+                       data_cfg_options=args.data_cfg_options, **kw)
+    if args.command == 'fit':
+        out = fit(args.config, args.clusters, args.work_dir, args.cfg_options, args.train_args)
+        print(f'fit step done: checkpoint {out["checkpoint"]}\n'
+              f'backbone: python tools/extract_backbone.py {out["checkpoint"]} '
+              f'{osp.join(out["work_dir"], BACKBONE_FILE)}')
+        return out
+    kw = _cluster_kwargs(args)
+    kw['cfg_options'] = args.pretrained_cfg_options
+    return run(args.config, args.work_dir, kw, args.cfg_options, args.train_args)
