@@ -1,0 +1,66 @@
+# ClusterFit fit step on ImageNet-1k, as the paper (Yan et al. CVPR 2020) and VISSL's
+# clusterfit_resnet_8gpu_imagenet.yaml: ResNet-50 trained from scratch on K=16000 cluster ids of
+# N_pre's res5 (last stage, average-pooled) features, 105 epochs, SGD momentum 0.9, weight decay
+# 1e-4 (none on BN), lr 0.1 per 256 images (8 GPUs x 32), 5 warm-up epochs, steps at 30/60/90/100.
+# Cluster step first (README "ClusterFit"), e.g. on 8 GPUs' worth of images on one machine:
+#   python tools/clusterfit.py cluster --config N_PRE_CONFIG --checkpoint N_PRE.pth --k 16000 \
+#       --niter 50 --data-root data/imagenet --ann-file meta/train.txt --data-prefix train \
+#       --img-size 224 --crop-ratio 0.875 --out-dir work_dirs/clusterfit-fit_r50_8xb32-105e_in1k
+#   bash tools/dist_train.sh configs/clusterfit/clusterfit-fit_r50_8xb32-105e_in1k.py 8
+# (or `tools/clusterfit.py fit THIS_CONFIG --clusters DIR`, which also sets K and the image folder)
+_base_ = [
+    'mmpretrain::_base_/models/resnet50.py',
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+
+num_clusters = 16000
+max_epochs = 105
+
+model = dict(head=dict(num_classes=num_clusters, topk=(1, )))
+data_preprocessor = dict(num_classes=num_clusters)
+
+# VISSL's fit-step augmentation: random resized crop, colour jitter, flip
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=5,
+    dataset=dict(
+        _delete_=True,
+        type='CustomDataset',
+        data_root='data/imagenet',
+        data_prefix='train',
+        ann_file='{{ fileDirname }}/../../work_dirs/{{ fileBasenameNoExtension }}/'
+        'train_clusters.txt',
+        pipeline=train_pipeline))
+# the cluster ids are not ImageNet classes: no validation on them
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
+    paramwise_cfg=dict(norm_decay_mult=0.))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.25, by_epoch=True, begin=0, end=5,
+         convert_to_iter_based=True),
+    # mmengine chains schedulers: the warm-up factor multiplies this one's value; milestones are
+    # counted from `begin` (0 here), i.e. absolute epochs
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
+         milestones=[30, 60, 90, 100], gamma=0.1),
+]
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3))
+auto_scale_lr = dict(base_batch_size=256)
