@@ -172,3 +172,39 @@ def test_resume_restores_memory_bank(tiny_tree, tiny_pirl_ckpt, tmp_path):
     # and the third step changed exactly the 4 rows of its batch
     after = runner.model.memory_bank.feats
     assert int((after != saved).any(dim=1).sum()) == 4
+
+
+def _bn_running_stats(model):
+    bn = model.backbone.bn1
+    return bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked)
+
+
+@pytest.mark.parametrize('track_transformed', [False, True])
+def test_running_bn_stats_track_image_views_only_by_default(track_transformed):
+    """Running BN statistics come from the image views unless transformed_bn_stats=True."""
+    torch.manual_seed(0)
+    model = _tiny_pirl()
+    model.transformed_bn_stats = track_transformed
+    model.train()
+    inputs, samples = _batch()
+    img, patches = inputs
+    patches = patches * 5 + 3  # patch statistics far from the image's
+    # reference: the same backbone fed only the image view
+    ref = copy.deepcopy(model.backbone)
+    ref(img)
+    ref_mean = ref.bn1.running_mean
+    out = model.loss([img, patches], samples)
+    mean, var, n = _bn_running_stats(model)
+    if track_transformed:
+        assert n == 2  # image call + patch call
+        assert not torch.allclose(mean, ref_mean)
+    else:
+        assert n == 1
+        torch.testing.assert_close(mean, ref_mean)
+        torch.testing.assert_close(var, ref.bn1.running_var)
+    # either way, training still normalises patches with their own batch statistics and
+    # gradients reach the backbone through the patch branch
+    out['loss'].backward()
+    assert _grad_norm(model.backbone) > 0
+    assert all(m.track_running_stats for m in model.backbone.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
