@@ -10,6 +10,7 @@ CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-onl
 adds the random-init numbers, measured with the same protocol, to the report.
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -34,7 +35,12 @@ def build_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
     if not DefaultScope.check_instance_created('mmssl_knn_eval'):
         DefaultScope.get_instance('mmssl_knn_eval', scope_name=scope)
     set_random_seed(seed)
-    model = MODELS.build(cfg.model)
+    model_cfg = copy.deepcopy(cfg.model)
+    # as mmengine's Runner does: a top-level data_preprocessor (mmpretrain's dataset bases put
+    # it there) applies when the model does not set its own
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     if hasattr(model, 'init_weights'):
         model.init_weights()
     return model

@@ -59,3 +59,17 @@ def test_config_without_knn_section_is_named(tmp_path):
     cfg.write_text("_base_ = ['mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py']\n")
     with pytest.raises(KeyError, match='plain.py has no `knn_eval` section'):
         knn_eval.run(str(cfg), 'random', progress=False)
+
+
+def test_top_level_data_preprocessor_is_used(tmp_path):
+    """mmpretrain dataset bases put data_preprocessor at the top level; kNN must normalise too."""
+    from mmengine.config import Config
+
+    from tests.helpers import REPO
+    cfg = Config.fromfile(f'{REPO}/configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py')
+    assert 'data_preprocessor' not in cfg.model
+    cfg.model.backbone.init_cfg = None  # the probe's Pretrained init needs a checkpoint path
+    model = knn_eval.build_model(cfg)
+    mean = model.data_preprocessor.mean.flatten().tolist()
+    assert mean == pytest.approx(list(cfg.data_preprocessor.mean))
+    assert mean != [0.0, 0.0, 0.0]
