@@ -84,23 +84,33 @@ def _knn_cfg(cfg: Config, config_path: str) -> Config:
     return knn
 
 
+class RawPixels(torch.nn.Module):
+    """A 'backbone' whose feature is the input itself, flattened: the raw-pixel baseline."""
+
+    def forward(self, x: torch.Tensor):
+        return (x.flatten(1), )
+
+
 def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
-                   progress: bool = True) -> Dict[str, float]:
+                   progress: bool = True, backbone=None) -> Dict[str, float]:
     train_loader = build_dataloader(knn.train_dataloader, seed=seed)
     val_loader = build_dataloader(knn.val_dataloader, seed=seed)
     stage = knn.get('stage', -1)
     if progress:
         print(f'extracting {len(train_loader.dataset)} train features')
-    train_f, train_y = extract_features(model, train_loader, stage=stage, progress=progress)
+    stage = -1 if backbone is not None else stage
+    train_f, train_y = extract_features(model, train_loader, stage=stage, progress=progress,
+                                        backbone=backbone)
     if progress:
         print(f'extracting {len(val_loader.dataset)} test features')
-    val_f, val_y = extract_features(model, val_loader, stage=stage, progress=progress)
+    val_f, val_y = extract_features(model, val_loader, stage=stage, progress=progress,
+                                    backbone=backbone)
     return knn_evaluate(train_f, train_y, val_f, val_y, ks=ks, temperature=temperature)
 
 
 def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         cfg_options: Optional[dict] = None, ks=None, temperature=None,
-        progress: bool = True) -> Dict[str, Dict[str, float]]:
+        progress: bool = True, pixels: bool = False) -> Dict[str, Dict[str, float]]:
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -115,6 +125,11 @@ def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
     if baseline or checkpoint == 'random':
         model = build_model(cfg, seed)
         results['random_init'] = evaluate_model(model, knn, ks, temperature, seed, progress)
+    if pixels:
+        # the same images the backbones see (same pipeline and data preprocessor), flattened
+        model = build_model(cfg, seed)
+        results['raw_pixels'] = evaluate_model(model, knn, ks, temperature, seed, progress,
+                                               backbone=RawPixels())
     return results
 
 
@@ -133,6 +148,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     p.add_argument('checkpoint', help="checkpoint (full or backbone-only), or 'random'")
     p.add_argument('--baseline', action='store_true',
                    help='also evaluate a randomly initialised model, same protocol')
+    p.add_argument('--pixels', action='store_true',
+                   help='also evaluate raw pixels (the preprocessed input, flattened), same '
+                        'protocol')
     p.add_argument('--ks', type=int, nargs='+', help='k values (default: config or 20 200)')
     p.add_argument('--temperature', type=float, help='voting temperature (default 0.07)')
     p.add_argument('--seed', type=int, default=0, help='seed of the random initialisation')
@@ -141,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
                    help='override settings of the config, xxx=yyy')
     args = p.parse_args(argv)
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
-                  args.ks, args.temperature)
+                  args.ks, args.temperature, pixels=args.pixels)
     print(format_results(results))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

@@ -73,3 +73,26 @@ def test_top_level_data_preprocessor_is_used(tmp_path):
     mean = model.data_preprocessor.mean.flatten().tolist()
     assert mean == pytest.approx(list(cfg.data_preprocessor.mean))
     assert mean != [0.0, 0.0, 0.0]
+
+
+def test_raw_pixel_baseline(tiny_tree, tmp_path):
+    """--pixels: kNN on the preprocessed input images themselves, flattened and L2-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    from mmssl_ext.evaluation.features import extract_features
+    from mmssl_ext.utils.config import build_dataloader, load_config
+    res = knn_eval.run(MOCO_FMNIST_CFG, 'random', ks=(3, ), progress=False, pixels=True,
+                       cfg_options=_cfg_dict(tiny_tree, tmp_path))
+    assert set(res) == {'random_init', 'raw_pixels'}
+    assert 0 <= res['raw_pixels']['k3_top1'] <= 100
+    # the features are exactly the preprocessed pixels
+    cfg = load_config(MOCO_FMNIST_CFG)
+    cfg.merge_from_dict(_cfg_dict(tiny_tree, tmp_path))
+    model = knn_eval.build_model(cfg)
+    loader = build_dataloader(cfg.knn_eval.val_dataloader, seed=0)
+    feats, _ = extract_features(model, loader, backbone=knn_eval.RawPixels(), progress=False)
+    ref = torch.cat([F.normalize(model.data_preprocessor(b, False)['inputs'].flatten(1), dim=1)
+                     for b in loader])
+    assert feats.shape[1] == 3 * 32 * 32
+    torch.testing.assert_close(feats, ref)
