@@ -1,4 +1,5 @@
 """Losses of the self-supervised methods (plain nn.Modules registered in MODELS)."""
+from .distillation import DistillationKLLoss
 from .nce import InfoNCELoss, NCELoss
 
-__all__ = ['InfoNCELoss', 'NCELoss']
+__all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']
