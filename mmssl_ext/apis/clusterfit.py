@@ -361,6 +361,70 @@ def cluster_step(out_dir: str,
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f'--k (number of clusters) must be an integer >= 1, got {k}')
     # the images, first: a bad K is reported before any model is built
+    images = build_image_loader(config, data_config, data_root, ann_file, data_prefix, img_size,
+                                crop_ratio, batch_size, num_workers, num_samples, cfg_options,
+                                data_cfg_options, seed)
+    n = len(images.dataset)
+    if k > n:
+        raise ValueError(f'cannot make k={k} clusters from {n} images '
+                         f'({images.dataset.data_prefix.get("img_path", "")}): k must not exceed '
+                         f'the number of images ({n})')
+
+    # the pretrained network
+    model, source, stage = build_pretrained(config, checkpoint, torchvision, weights, layer, pool,
+                                            cfg_options, seed)
+    t = time.perf_counter()
+    if progress:
+        print(f'extracting features of {n} images with {source.get("name") or source["config"]}')
+    feats, _ = extract_features(model, images.loader, stage=stage, pool=pool, normalize=False,
+                                progress=progress)
+    t_extract = time.perf_counter() - t
+    if len(feats) != n:
+        raise RuntimeError(f'extracted {len(feats)} features for {n} images')
+    return cluster_features(out_dir, feats.numpy(), k, images, source, niter=niter, seed=seed,
+                            pca_dim=pca_dim, whiten=whiten, l2_normalize=l2_normalize,
+                            save_features=save_features, timings=dict(extract_s=round(
+                                t_extract, 2)), t_start=t_start, progress=progress)
+
+
+class ImageList:
+    """The images of a cluster / soft-target step: loader (fixed order) + what to write."""
+
+    def __init__(self, loader, data_name: Optional[str], num_samples: Optional[int],
+                 from_config: bool):
+        self.loader = loader
+        self.dataset = loader.dataset
+        self.rel_paths, self.labels, self.root, self.img_prefix = image_list(self.dataset)
+        self.data_name = data_name
+        self.num_samples = num_samples
+        self.from_config = from_config
+
+    def summary(self) -> dict:
+        """The ``data`` entry of a summary: where the images are (read back by fit / distill)."""
+        root, prefix = self.root, self.img_prefix
+        return dict(data_root=root, data_root_abs=osp.abspath(root) if root else '',
+                    img_prefix=prefix, img_prefix_abs=osp.abspath(prefix),
+                    data_prefix=osp.relpath(prefix, root) if root else prefix,
+                    dataset=type(self.dataset).__name__,
+                    from_config=self.data_name if self.from_config else None,
+                    num_samples=self.num_samples)
+
+
+def build_image_loader(config: Optional[str] = None,
+                       data_config: Optional[str] = None,
+                       data_root: Optional[str] = None,
+                       ann_file: Optional[str] = None,
+                       data_prefix: Optional[str] = None,
+                       img_size: int = 32,
+                       crop_ratio: Optional[float] = None,
+                       batch_size: Optional[int] = None,
+                       num_workers: Optional[int] = None,
+                       num_samples: Optional[int] = None,
+                       cfg_options: Optional[dict] = None,
+                       data_cfg_options: Optional[dict] = None,
+                       seed: int = 0) -> ImageList:
+    """The (non-shuffled) images: ``--data-root ...``, else ``knn_eval.train_dataloader`` of
+    ``data_config`` (default: ``config``, with ``cfg_options``)."""
     model_cfg = None
     if config is not None:
         model_cfg = load_config(config)
@@ -376,15 +440,14 @@ def cluster_step(out_dir: str,
         None if data_root is not None else data_cfg, data_name, data_root, ann_file,
         data_prefix, img_size, crop_ratio, batch_size, num_workers, num_samples)
     loader = build_dataloader(loader_cfg, seed=seed)
-    dataset = loader.dataset
-    n = len(dataset)
-    if k > n:
-        raise ValueError(f'cannot make k={k} clusters from {n} images '
-                         f'({dataset.data_prefix.get("img_path", "")}): k must not exceed the '
-                         f'number of images ({n})')
-    rel_paths, true_labels, root, img_prefix = image_list(dataset)
+    return ImageList(loader, data_name, num_samples, from_config=data_root is None)
 
-    # the pretrained network
+
+def build_pretrained(config: Optional[str], checkpoint: Optional[str],
+                     torchvision: Optional[str], weights: Optional[str], layer: int = -1,
+                     pool: str = 'avg', cfg_options: Optional[dict] = None,
+                     seed: int = 0) -> Tuple[nn.Module, dict, int]:
+    """N_pre as a feature model on the best device: ``(model, source info, stage index)``."""
     if torchvision is not None:
         model, source = build_torchvision_model(torchvision, weights)
         stages = model.backbone.num_stages
@@ -400,17 +463,30 @@ def cluster_step(out_dir: str,
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     model.to(device)
     model.data_preprocessor.to(device)
+    return model, source, stage
 
-    t = time.perf_counter()
-    if progress:
-        print(f'extracting features of {n} images with {source.get("name") or source["config"]}')
-    feats, _ = extract_features(model, loader, stage=stage, pool=pool, normalize=False,
-                                progress=progress)
-    t_extract = time.perf_counter() - t
+
+def cluster_features(out_dir: str,
+                     feats: np.ndarray,
+                     k: int,
+                     images: ImageList,
+                     source: dict,
+                     niter: int = 20,
+                     seed: int = 0,
+                     pca_dim: Optional[int] = None,
+                     whiten: bool = False,
+                     l2_normalize: bool = True,
+                     save_features: bool = False,
+                     timings: Optional[dict] = None,
+                     t_start: Optional[float] = None,
+                     progress: bool = True) -> dict:
+    """k-means of already extracted features (row ``i`` = image ``i`` of ``images``) and the
+    cluster-step files in ``out_dir``; the second half of :func:`cluster`."""
+    t_start = time.perf_counter() if t_start is None else t_start
+    n = len(images.rel_paths)
     if len(feats) != n:
-        raise RuntimeError(f'extracted {len(feats)} features for {n} images')
-    feats = feats.numpy()
-
+        raise ValueError(f'{len(feats)} feature rows for {n} images')
+    rel_paths, true_labels = images.rel_paths, images.labels
     if progress:
         print(f'k-means: {n} x {feats.shape[1]} features -> {k} clusters '
               f'({niter} iterations, pca_dim={pca_dim})')
@@ -427,22 +503,14 @@ def cluster_step(out_dir: str,
                     l2_normalize=l2_normalize, gpu=res.gpu,
                     objective_history=res.summary()['objective_history']),
         source=source,
-        data=dict(data_root=root, data_root_abs=osp.abspath(root) if root else '',
-                  img_prefix=img_prefix, img_prefix_abs=osp.abspath(img_prefix),
-                  data_prefix=osp.relpath(img_prefix, root) if root else img_prefix,
-                  dataset=type(dataset).__name__, from_config=data_name
-                  if data_root is None else None, num_samples=num_samples),
+        data=images.summary(),
         ann_file=ANN_FILE,
-        timings=dict(extract_s=round(t_extract, 2),
+        timings=dict(dict(extract_s=0.0), **(timings or {}),
                      kmeans_s=round(res.timings.get('total', 0.0), 2)))
     if (true_labels >= 0).all():
         summary['nmi_vs_dataset_labels'] = round(nmi(res.assignments, true_labels), 4)
 
-    # write everything to a temporary folder next to out_dir, then move the files in
-    parent = osp.dirname(osp.abspath(out_dir)) or '.'
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.clusterfit-', dir=parent)
-    try:
+    def write(tmp):
         write_annotation(osp.join(tmp, ANN_FILE), rel_paths, res.assignments)
         np.save(osp.join(tmp, CENTROIDS_FILE), res.centroids)
         files = [ANN_FILE, CENTROIDS_FILE]
@@ -457,15 +525,28 @@ def cluster_step(out_dir: str,
         summary['timings']['total_s'] = round(time.perf_counter() - t_start, 2)
         with open(osp.join(tmp, SUMMARY_FILE), 'w') as f:
             f.write(_summary_json(summary))
-        os.makedirs(out_dir, exist_ok=True)
-        for name in files + [SUMMARY_FILE]:
-            os.replace(osp.join(tmp, name), osp.join(out_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return files + [SUMMARY_FILE]
+
+    _write_atomically(out_dir, write)
     summary['out_dir'] = out_dir
     if progress:
         print(format_summary(summary))
     return summary
+
+
+def _write_atomically(out_dir: str, write) -> None:
+    """``write(tmp)`` fills a temporary folder next to ``out_dir`` and returns the file names;
+    they are moved into ``out_dir`` (the last one last) only when all were written."""
+    parent = osp.dirname(osp.abspath(out_dir)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.clusterfit-', dir=parent)
+    try:
+        files = write(tmp)
+        os.makedirs(out_dir, exist_ok=True)
+        for name in files:
+            os.replace(osp.join(tmp, name), osp.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _summary_json(summary: dict) -> str:
