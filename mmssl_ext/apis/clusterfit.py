@@ -19,6 +19,17 @@
 * ``fit`` — ``tools/train.py`` on a fit config (an ordinary mmpretrain ``ImageClassifier``
   trained from scratch), pointed at the annotation file, the clustered image folder and K.
 * ``run`` — cluster -> fit -> extract the backbone, in one command.
+* ``soft-targets`` — the distillation baseline's targets: N_pre's *soft* predictions,
+  ``softmax(logits / T)`` of an mmpretrain ImageClassifier (``--config C --checkpoint X``), or,
+  for a self-supervised N_pre, ``softmax(cos(feature, centroid_k) / T)`` over the centroids of a
+  cluster step (``--clusters DIR``).  ``--out-dir`` receives ``soft_targets.npy`` (N x C),
+  ``train_soft.txt`` (the same N images in the same order, ``path argmax``) and
+  ``soft_targets.json`` (mode, T, source, statistics).
+* ``distill`` — ``tools/train.py`` on a distillation config (``SoftLabelDataset`` +
+  ``DistillationKLLoss``) pointed at a soft-target folder; the loss temperature is the T the
+  targets were made with.
+* ``noise-control`` — the paper's label-noise control experiment (Fig. 6) in miniature, see
+  :mod:`mmssl_ext.apis.clusterfit_control`.
 
 Examples::
 
@@ -29,6 +40,11 @@ Examples::
         --clusters work_dirs/clusterfit-fit_r18_1xb64-1500it_fmnist
     python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \\
         --torchvision resnet18 --weights r18.pth --k 100
+    python tools/clusterfit.py soft-targets --config CLS_CONFIG --checkpoint CLS.pth \\
+        --temperature 4 --out-dir work_dirs/soft
+    python tools/clusterfit.py distill \\
+        configs/clusterfit/clusterfit-distill_r18_1xb64-1500it_fmnist.py \\
+        --soft-targets work_dirs/soft
 """
 import argparse
 import copy
@@ -57,6 +73,11 @@ CENTROIDS_FILE = 'centroids.npy'
 FEATURES_FILE = 'features.npy'
 PCA_FILE = 'pca.npz'
 BACKBONE_FILE = 'backbone.pth'
+SOFT_TARGETS_FILE = 'soft_targets.npy'
+SOFT_ANN_FILE = 'train_soft.txt'
+SOFT_SUMMARY_FILE = 'soft_targets.json'
+#: default temperatures: classifier logits (Hinton's KD range) / cosine similarities in [-1, 1]
+DEFAULT_SOFT_TEMPERATURE = dict(logits=4.0, centroids=0.1)
 
 #: ImageNet RGB statistics, the normalisation of every torchvision classification model
 TORCHVISION_MEAN = [123.675, 116.28, 103.53]
@@ -593,6 +614,49 @@ def read_clusters(clusters: str) -> Tuple[str, Optional[dict]]:
     return osp.abspath(ann), summary
 
 
+def _read_rows(ann: str) -> List[List[str]]:
+    """``[path, label]`` rows of an annotation file written by a cluster / soft-target step."""
+    with open(ann) as f:
+        rows = [line.rstrip('\n').rsplit(' ', 1) for line in f if line.strip()]
+    bad = [i for i, r in enumerate(rows) if len(r) != 2 or not r[1].isdigit()]
+    if bad:
+        raise ValueError(f'{ann} line {bad[0] + 1}: expected "<relative path> <cluster id>"')
+    return rows
+
+
+def _image_location(summary: Optional[dict], cfg: Config) -> Tuple[str, str]:
+    """``(data_root, data_prefix)`` of the images a step read: from its summary, else from the
+    training config."""
+    if summary is not None:
+        root = summary['data']['data_root_abs']
+        prefix = summary['data']['data_prefix'] if root else summary['data']['img_prefix_abs']
+    else:
+        ds = cfg.train_dataloader.dataset
+        root, prefix = ds.get('data_root', ''), ds.get('data_prefix', '')
+        if isinstance(prefix, dict):
+            prefix = prefix.get('img_path', '')
+    return root, prefix
+
+
+def _check_images_exist(ann: str, rows: List[List[str]], root: str, prefix: str,
+                        what: str = 'the fit step must read the images the cluster step '
+                        'clustered') -> None:
+    img_dir = osp.join(root, prefix) if root else prefix
+    missing = [r[0] for r in rows if not osp.isfile(osp.join(img_dir, r[0]))]
+    if missing:
+        raise FileNotFoundError(f'{ann}: {len(missing)} of {len(rows)} images are not under '
+                                f'{img_dir} (first: {missing[0]}); {what}')
+
+
+def _num_classes_opts(cfg: Config, num_classes: int) -> dict:
+    opts = {'model.head.num_classes': num_classes}
+    if cfg.model.get('data_preprocessor', None) is not None:
+        opts['model.data_preprocessor.num_classes'] = num_classes
+    if cfg.get('data_preprocessor', None) is not None:
+        opts['data_preprocessor.num_classes'] = num_classes
+    return opts
+
+
 def fit_overrides(clusters: str, cfg: Config) -> dict:
     """``--cfg-options`` that point a fit config at a cluster step's output.
 
@@ -600,63 +664,438 @@ def fit_overrides(clusters: str, cfg: Config) -> dict:
     image list) and K (head, data preprocessor).  Checks that every listed image exists.
     """
     ann, summary = read_clusters(clusters)
-    with open(ann) as f:
-        rows = [line.rstrip('\n').rsplit(' ', 1) for line in f if line.strip()]
-    bad = [i for i, r in enumerate(rows) if len(r) != 2 or not r[1].isdigit()]
-    if bad:
-        raise ValueError(f'{ann} line {bad[0] + 1}: expected "<relative path> <cluster id>"')
+    rows = _read_rows(ann)
     labels = np.asarray([int(r[1]) for r in rows])
     if summary is not None:
         k = int(summary['k'])
         if labels.max() >= k:
             raise ValueError(f'{ann} has cluster id {labels.max()} >= k={k} of its summary')
-        root = summary['data']['data_root_abs']
-        prefix = summary['data']['data_prefix'] if root else summary['data']['img_prefix_abs']
     else:
         k = int(labels.max()) + 1
-        ds = cfg.train_dataloader.dataset
-        root, prefix = ds.get('data_root', ''), ds.get('data_prefix', '')
-        if isinstance(prefix, dict):
-            prefix = prefix.get('img_path', '')
-    img_dir = osp.join(root, prefix) if root else prefix
-    missing = [r[0] for r in rows if not osp.isfile(osp.join(img_dir, r[0]))]
-    if missing:
-        raise FileNotFoundError(f'{ann}: {len(missing)} of {len(rows)} images are not under '
-                                f'{img_dir} (first: {missing[0]}); the fit step must read the '
-                                f'images the cluster step clustered')
+    root, prefix = _image_location(summary, cfg)
+    _check_images_exist(ann, rows, root, prefix)
     opts = {
         'train_dataloader.dataset.ann_file': ann,
         'train_dataloader.dataset.data_root': root,
         'train_dataloader.dataset.data_prefix': prefix,
-        'model.head.num_classes': k,
     }
-    if cfg.model.get('data_preprocessor', None) is not None:
-        opts['model.data_preprocessor.num_classes'] = k
-    if cfg.get('data_preprocessor', None) is not None:
-        opts['data_preprocessor.num_classes'] = k
+    opts.update(_num_classes_opts(cfg, k))
     return opts
+
+
+def train_with_overrides(config: str, opts: dict, work_dir: Optional[str] = None,
+                         cfg_options: Optional[dict] = None,
+                         train_args: Optional[List[str]] = None) -> dict:
+    """``tools/train.py config`` with ``opts`` and then the user's ``cfg_options`` merged in;
+    returns the work dir and the last checkpoint."""
+    from mmssl_ext.apis import train as train_api
+    opts = dict(opts)
+    opts.update(cfg_options or {})
+    argv = [config] + (['--work-dir', work_dir] if work_dir else []) + list(train_args or [])
+    args = train_api.parse_args(argv)
+    args.cfg_options = opts
+    cfg = train_api.merge_args(load_config(config), args)
+    runner = train_api.build_runner(cfg)
+    runner.train()
+    last = osp.join(cfg.work_dir, 'last_checkpoint')
+    checkpoint = open(last).read().strip() if osp.isfile(last) else None
+    return dict(work_dir=cfg.work_dir, checkpoint=checkpoint, cfg=cfg)
 
 
 def fit(config: str, clusters: str, work_dir: Optional[str] = None,
         cfg_options: Optional[dict] = None, train_args: Optional[List[str]] = None) -> dict:
     """The fit step: ``tools/train.py`` on ``config`` with the pseudo labels of ``clusters``."""
-    from mmssl_ext.apis import train as train_api
-    cfg = load_config(config)
-    probe = copy.deepcopy(cfg)
+    probe = load_config(config)
     if cfg_options:
         probe.merge_from_dict(cfg_options)
     opts = fit_overrides(clusters, probe)  # the user's options see the cluster step's values
-    opts.update(cfg_options or {})
-    argv = [config] + (['--work-dir', work_dir] if work_dir else []) + list(train_args or [])
-    args = train_api.parse_args(argv)
-    args.cfg_options = opts
-    cfg = train_api.merge_args(cfg, args)
-    runner = train_api.build_runner(cfg)
-    runner.train()
-    last = osp.join(cfg.work_dir, 'last_checkpoint')
-    checkpoint = open(last).read().strip() if osp.isfile(last) else None
-    return dict(work_dir=cfg.work_dir, checkpoint=checkpoint, num_classes=opts[
-        'model.head.num_classes'], ann_file=opts['train_dataloader.dataset.ann_file'])
+    out = train_with_overrides(config, opts, work_dir, cfg_options, train_args)
+    cfg = out.pop('cfg')
+    return dict(out, num_classes=cfg.model.head.num_classes,
+                ann_file=cfg.train_dataloader.dataset.ann_file)
+
+
+# ------------------------------------------------------------------------------ soft targets
+def softmax_rows(x: np.ndarray, temperature: float, out_dtype=np.float32,
+                 chunk_rows: int = 65536) -> np.ndarray:
+    """Row-wise ``softmax(x / T)``, computed in float64 chunk by chunk."""
+    if not temperature > 0:
+        raise ValueError(f'--temperature must be positive, got {temperature}')
+    out = np.empty(x.shape, dtype=out_dtype)
+    for start in range(0, len(x), chunk_rows):
+        z = np.asarray(x[start:start + chunk_rows], dtype=np.float64) / temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[start:start + chunk_rows] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def soft_assignments(features, centroids: np.ndarray, temperature: float,
+                     l2_normalize: bool = True, pca=None, out_dtype=np.float32) -> np.ndarray:
+    """Soft cluster assignment ``softmax(cos(f, c_k) / T)`` over the k-means centroids.
+
+    ``features`` are raw pooled features; they get the cluster step's preprocessing
+    (L2-normalise, optional PCA, L2-normalise) before the cosine with the centroids.
+    """
+    from mmssl_ext.clustering import as_float32_matrix, normalize_rows, preprocess
+    x = normalize_rows(preprocess(as_float32_matrix(features), l2_normalize, pca))
+    c = normalize_rows(as_float32_matrix(centroids, 'centroids'))
+    if x.shape[1] != c.shape[1]:
+        raise ValueError(f'features have {x.shape[1]} dims after the cluster step\'s '
+                         f'preprocessing, the centroids {c.shape[1]}: not the same N_pre / layer '
+                         f'/ PCA as the cluster step')
+    out = np.empty((len(x), len(c)), dtype=out_dtype)
+    for start in range(0, len(x), 8192):
+        out[start:start + 8192] = softmax_rows(x[start:start + 8192] @ c.T, temperature)
+    return out
+
+
+def build_classifier(config: str, checkpoint: str, cfg_options: Optional[dict] = None,
+                     seed: int = 0) -> Tuple[nn.Module, dict]:
+    """An mmpretrain ``ImageClassifier`` (backbone, neck, head) with ALL its weights loaded from
+    a full training checkpoint (safe loader)."""
+    from mmssl_ext.apis.knn_eval import build_model
+    if not checkpoint or checkpoint == 'random':
+        raise ValueError(f'logits soft targets need a trained classifier: --config {config} '
+                         f'--checkpoint FULL_CHECKPOINT (got {checkpoint!r})')
+    cfg = load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    from mmpretrain.models import ImageClassifier
+    model = build_model(cfg, seed)
+    if not isinstance(model, ImageClassifier) or getattr(model, 'head', None) is None:
+        raise ValueError(
+            f'{config}: model type {cfg.model.get("type")} has no classification head, so it '
+            f'gives no logits; logits soft targets need an mmpretrain ImageClassifier config + '
+            f'checkpoint.  For a self-supervised N_pre pass --clusters DIR (soft assignment to '
+            f'the centroids of a cluster step)')
+    ckpt = load_checkpoint_safe(checkpoint)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise ValueError(f'{checkpoint}: expected a state dict, got {type(state).__name__}')
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    own = {k: v for k, v in model.state_dict().items()
+           if k.startswith(('backbone.', 'neck.', 'head.'))}
+    head_keys = [k for k in own if k.startswith('head.')]
+    if head_keys and not any(k in state for k in head_keys):
+        raise ValueError(f'{checkpoint} has no head weights (e.g. {head_keys[0]}): a backbone-'
+                         f'only checkpoint gives no logits; use the full training checkpoint, '
+                         f'or --clusters DIR for soft cluster assignments')
+    missing = [k for k in own if k not in state]
+    mismatched = [f'{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model'
+                  for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or mismatched:
+        raise ValueError(f'{checkpoint} does not fit {config}: {len(missing)} weights missing '
+                         f'(e.g. {missing[:3]}), {len(mismatched)} of another shape (e.g. '
+                         f'{mismatched[:2]}); wrong config, num_classes or checkpoint')
+    model.load_state_dict({k: state[k] for k in own}, strict=False)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model.to(device)
+    info = dict(kind='classifier', config=config, checkpoint=osp.abspath(checkpoint),
+                num_classes=int(cfg.model.head.get('num_classes', -1)))
+    return model, info
+
+
+@torch.no_grad()
+def extract_logits(model: nn.Module, loader, pool: str = 'avg',
+                   progress: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of an ``ImageClassifier`` over a (non-shuffled) loader: ``(pooled last-stage
+    features N x D, head logits N x C, dataset labels N or -1)``, all in dataset order."""
+    from mmengine.utils import ProgressBar
+    from mmssl_ext.evaluation.features import _labels_of, pool_feature
+    was_training = model.training
+    model.eval()
+    n = len(loader.dataset)
+    bar = ProgressBar(n) if progress else None
+    feats, logits, labels = [], [], []
+    try:
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            outs = model.backbone(data['inputs'])
+            if isinstance(outs, torch.Tensor):
+                outs = (outs, )
+            feats.append(pool_feature(outs[-1], pool).float().cpu())
+            neck = model.neck(outs) if getattr(model, 'with_neck', False) else outs
+            logits.append(model.head(neck).float().cpu())
+            labels.append(_labels_of(data.get('data_samples'), len(feats[-1])))
+            if bar is not None:
+                bar.update(len(feats[-1]))
+    finally:
+        model.train(was_training)
+    if bar is not None:
+        print()
+    return (torch.cat(feats).numpy(), torch.cat(logits).numpy(), torch.cat(labels).numpy())
+
+
+def _entropy_stats(probs: np.ndarray) -> dict:
+    p = np.asarray(probs, dtype=np.float64)
+    ent = -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=1)
+    return dict(mean_max_prob=round(float(p.max(axis=1).mean()), 4),
+                mean_entropy_nats=round(float(ent.mean()), 4),
+                max_entropy_nats=round(float(np.log(p.shape[1])), 4))
+
+
+def write_soft_targets(out_dir: str, probs: np.ndarray, rel_paths: List[str], summary: dict,
+                       dtype: str = 'float32', progress: bool = True) -> dict:
+    """Write ``soft_targets.npy`` (N x C), ``train_soft.txt`` (``path argmax`` per line, the
+    same order) and ``soft_targets.json`` (``summary`` + statistics) into ``out_dir``."""
+    from mmssl_ext.datasets.soft_label import check_soft_targets
+    if dtype not in ('float32', 'float16'):
+        raise ValueError(f"--dtype must be 'float32' or 'float16', got {dtype!r}")
+    if len(probs) != len(rel_paths):
+        raise ValueError(f'{len(probs)} soft-target rows for {len(rel_paths)} images')
+    probs = np.asarray(probs).astype(dtype, copy=False)
+    check_soft_targets(probs, '<soft targets being written>')
+    summary = dict(summary, num_samples=len(rel_paths), num_classes=int(probs.shape[1]),
+                   dtype=dtype, ann_file=SOFT_ANN_FILE, soft_targets=SOFT_TARGETS_FILE,
+                   **_entropy_stats(probs),
+                   files=[SOFT_TARGETS_FILE, SOFT_ANN_FILE, SOFT_SUMMARY_FILE])
+
+    def write(tmp):
+        np.save(osp.join(tmp, SOFT_TARGETS_FILE), probs)
+        write_annotation(osp.join(tmp, SOFT_ANN_FILE), rel_paths,
+                         np.asarray(probs, dtype=np.float32).argmax(axis=1))
+        with open(osp.join(tmp, SOFT_SUMMARY_FILE), 'w') as f:
+            json.dump(summary, f, indent=2)
+            f.write('\n')
+        return summary['files']
+
+    _write_atomically(out_dir, write)
+    summary['out_dir'] = out_dir
+    if progress:
+        agree = summary.get('argmax_vs_clusters', summary.get('argmax_vs_dataset_labels'))
+        print(f'soft targets ({summary["mode"]}, T={summary["temperature"]}): '
+              f'{summary["num_samples"]} x {summary["num_classes"]} -> '
+              f'{osp.join(out_dir, SOFT_TARGETS_FILE)}\n'
+              f'mean max probability {summary["mean_max_prob"]}, mean entropy '
+              f'{summary["mean_entropy_nats"]} of at most {summary["max_entropy_nats"]} nats'
+              + (f', argmax agreement {agree}' if agree is not None else ''))
+    return summary
+
+
+def soft_targets(out_dir: Optional[str] = None,
+                 temperature: Optional[float] = None,
+                 clusters: Optional[str] = None,
+                 mode: str = 'auto',
+                 config: Optional[str] = None,
+                 checkpoint: Optional[str] = None,
+                 torchvision: Optional[str] = None,
+                 weights: Optional[str] = None,
+                 layer: int = -1,
+                 pool: str = 'avg',
+                 data_config: Optional[str] = None,
+                 data_root: Optional[str] = None,
+                 ann_file: Optional[str] = None,
+                 data_prefix: Optional[str] = None,
+                 img_size: int = 32,
+                 crop_ratio: Optional[float] = None,
+                 num_samples: Optional[int] = None,
+                 batch_size: Optional[int] = None,
+                 num_workers: Optional[int] = None,
+                 seed: int = 0,
+                 dtype: str = 'float32',
+                 cfg_options: Optional[dict] = None,
+                 data_cfg_options: Optional[dict] = None,
+                 progress: bool = True) -> dict:
+    """Soft targets of N_pre for the distillation baseline; returns the summary.
+
+    * ``mode='logits'`` (default without ``clusters``): N_pre is an mmpretrain
+      ``ImageClassifier`` (``config`` + full ``checkpoint``); targets ``softmax(logits / T)``
+      (default T=4) over its classes, for the images of the data flags (as :func:`cluster`).
+    * ``mode='centroids'`` (default with ``clusters``, a cluster-step folder): a self-supervised
+      N_pre; targets ``softmax(cos(feature, centroid_k) / T)`` (default T=0.1) over the K
+      centroids, rows in the order of ``clusters/train_clusters.txt``.  The features are the
+      cluster step's ``features.npy`` when it saved them, else extracted again with the N_pre
+      and data flags given here (they must be the cluster step's; the image lists are compared
+      and the argmax agreement with the cluster ids is reported).
+
+    ``out_dir`` (default: ``clusters``) receives ``soft_targets.npy``, ``train_soft.txt`` and
+    ``soft_targets.json`` (mode, T, source, data location, statistics).
+    """
+    from mmengine.registry import DefaultScope
+    if mode == 'auto':
+        mode = 'centroids' if clusters else 'logits'
+    if mode not in ('logits', 'centroids'):
+        raise ValueError(f"--mode must be 'auto', 'logits' or 'centroids', got {mode!r}")
+    if temperature is None:
+        temperature = DEFAULT_SOFT_TEMPERATURE[mode]
+    if not temperature > 0:
+        raise ValueError(f'--temperature must be positive, got {temperature}')
+    if out_dir is None:
+        if not clusters:
+            raise ValueError('soft-targets needs --out-dir (or --clusters DIR to write next to '
+                             'its train_clusters.txt)')
+        out_dir = clusters if osp.isdir(clusters) else osp.dirname(clusters)
+    data_kw = dict(data_config=data_config, data_root=data_root, ann_file=ann_file,
+                   data_prefix=data_prefix, img_size=img_size, crop_ratio=crop_ratio,
+                   batch_size=batch_size, num_workers=num_workers, num_samples=num_samples,
+                   data_cfg_options=data_cfg_options, seed=seed)
+    scope = 'mmpretrain'
+    if config is not None:
+        scope = load_config(config).get('default_scope', None) or scope
+    t0 = time.perf_counter()
+    with DefaultScope.overwrite_default_scope(scope):
+        if mode == 'logits':
+            if clusters:
+                raise ValueError('--clusters is for --mode centroids; logits soft targets come '
+                                 'from the classifier itself')
+            if config is None:
+                raise ValueError('logits soft targets need N_pre as --config C --checkpoint X '
+                                 '(an mmpretrain ImageClassifier); torchvision models are '
+                                 'supported through --clusters (centroids mode)')
+            model, source = build_classifier(config, checkpoint, cfg_options, seed)
+            images = build_image_loader(config, cfg_options=cfg_options, **data_kw)
+            if progress:
+                print(f'logits of {len(images.dataset)} images with {config}')
+            _, logits, _ = extract_logits(model, images.loader, pool, progress)
+            probs = softmax_rows(logits, temperature)
+            summary = dict(mode='logits', temperature=float(temperature), source=source,
+                           data=images.summary())
+            if (images.labels >= 0).all() and images.labels.max() < probs.shape[1]:
+                summary['argmax_vs_dataset_labels'] = round(float(
+                    (probs.argmax(1) == images.labels).mean()), 4)
+            rel_paths = images.rel_paths
+        else:
+            probs, rel_paths, summary = _centroid_soft_targets(
+                clusters, temperature, config, checkpoint, torchvision, weights, layer, pool,
+                cfg_options, data_kw, progress)
+    summary['timings'] = dict(total_s=round(time.perf_counter() - t0, 2))
+    return write_soft_targets(out_dir, probs, rel_paths, summary, dtype, progress)
+
+
+def _centroid_soft_targets(clusters, temperature, config, checkpoint, torchvision, weights,
+                           layer, pool, cfg_options, data_kw, progress):
+    from mmssl_ext.clustering import PCA
+    if not clusters:
+        raise ValueError('--mode centroids needs --clusters DIR (a cluster-step folder with '
+                         'centroids.npy and summary.json)')
+    ann, csum = read_clusters(clusters)
+    cdir = osp.dirname(ann)
+    if csum is None:
+        raise FileNotFoundError(f'{cdir} has no {SUMMARY_FILE}: centroids mode needs the '
+                                f'cluster step\'s preprocessing (L2 / PCA) recorded there')
+    centroids = np.load(osp.join(cdir, CENTROIDS_FILE))
+    pca = None
+    if csum['kmeans'].get('pca_dim'):
+        z = np.load(osp.join(cdir, PCA_FILE))
+        pca = PCA(A=z['A'], b=z['b'], eigenvalues=z['eigenvalues'], whiten=bool(z['whiten']))
+    rows = _read_rows(ann)
+    rel_paths = [r[0] for r in rows]
+    cluster_ids = np.asarray([int(r[1]) for r in rows])
+    feat_file = osp.join(cdir, FEATURES_FILE)
+    have_model = config is not None or torchvision is not None
+    if have_model:
+        images = build_image_loader(config, cfg_options=cfg_options, **data_kw)
+        if images.rel_paths != rel_paths:
+            diff = next((i for i, (a, b) in enumerate(zip(images.rel_paths, rel_paths))
+                         if a != b), min(len(images.rel_paths), len(rel_paths)))
+            raise ValueError(
+                f'the images given here are not those of {ann}: {len(images.rel_paths)} vs '
+                f'{len(rel_paths)} images, first difference at row {diff}; pass the data flags '
+                f'of the cluster step')
+        model, source, stage = build_pretrained(config, checkpoint, torchvision, weights, layer,
+                                                pool, cfg_options, data_kw['seed'])
+        if progress:
+            print(f'extracting features of {len(rel_paths)} images')
+        feats, _ = extract_features(model, images.loader, stage=stage, pool=pool,
+                                    normalize=False, progress=progress)
+        feats = feats.numpy()
+        feature_source = 'extracted'
+    elif osp.isfile(feat_file):
+        feats = np.load(feat_file)
+        source = csum.get('source')
+        feature_source = feat_file
+        if len(feats) != len(rel_paths):
+            raise ValueError(f'{feat_file} has {len(feats)} rows but {ann} lists '
+                             f'{len(rel_paths)} images')
+    else:
+        raise ValueError(f'centroids mode needs the features of the clustered images: '
+                         f'{feat_file} does not exist (cluster with --save-features), so give '
+                         f'the cluster step\'s N_pre (--config C --checkpoint X or --torchvision '
+                         f'NAME --weights W) and data flags again')
+    if feats.shape[1] != csum['feature_dim']:
+        raise ValueError(f'features have {feats.shape[1]} dims, the cluster step clustered '
+                         f'{csum["feature_dim"]}-dim features ({cdir}/{SUMMARY_FILE}): not the '
+                         f'same N_pre / --layer')
+    probs = soft_assignments(feats, centroids, temperature,
+                             csum['kmeans'].get('l2_normalize', True), pca)
+    agree = float((probs.argmax(1) == cluster_ids).mean())
+    if agree < 0.9:
+        from mmengine.logging import print_log
+        print_log(f'soft targets: the argmax agrees with only {agree:.1%} of the cluster ids of '
+                  f'{ann}; were the features made by the same N_pre, layer and pipeline?',
+                  logger='current', level=30)
+    summary = dict(mode='centroids', temperature=float(temperature), source=source,
+                   data=csum['data'], clusters=osp.abspath(cdir), k=int(csum['k']),
+                   features=feature_source, argmax_vs_clusters=round(agree, 4))
+    return probs, rel_paths, summary
+
+
+# ------------------------------------------------------------------------------ distill
+def read_soft_targets(soft: str) -> Tuple[str, str, dict]:
+    """``(annotation file, soft_targets.npy, summary)`` of a soft-target folder."""
+    if not osp.isdir(soft):
+        raise FileNotFoundError(f'--soft-targets {soft}: not a folder; give the --out-dir of '
+                                f'`tools/clusterfit.py soft-targets`')
+    paths = [osp.join(soft, f) for f in (SOFT_ANN_FILE, SOFT_TARGETS_FILE, SOFT_SUMMARY_FILE)]
+    for path in paths:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'no {path}: run `tools/clusterfit.py soft-targets --out-dir '
+                                    f'{soft}` first')
+    with open(paths[2]) as f:
+        summary = json.load(f)
+    return osp.abspath(paths[0]), osp.abspath(paths[1]), summary
+
+
+def distill_overrides(soft: str, cfg: Config) -> dict:
+    """``--cfg-options`` that point a distillation config at a soft-target step's output:
+    annotation + soft-target files, image folder, number of classes and the loss temperature."""
+    ann, npy, summary = read_soft_targets(soft)
+    ds_type = cfg.train_dataloader.dataset.get('type')
+    if ds_type != 'SoftLabelDataset':
+        raise ValueError(f'the distillation config trains on {ds_type}; it needs '
+                         f"train_dataloader.dataset.type='SoftLabelDataset' to serve the soft "
+                         f'targets (see configs/clusterfit/clusterfit-distill_*.py)')
+    rows = _read_rows(ann)
+    shape = np.load(npy, mmap_mode='r').shape
+    if shape[0] != len(rows):
+        raise ValueError(f'{npy} has {shape[0]} rows but {ann} lists {len(rows)} images')
+    root, prefix = _image_location(summary, cfg)
+    _check_images_exist(ann, rows, root, prefix, 'the distillation must read the images '
+                        'the soft-target step scored')
+    opts = {
+        'train_dataloader.dataset.ann_file': ann,
+        'train_dataloader.dataset.soft_targets': npy,
+        'train_dataloader.dataset.data_root': root,
+        'train_dataloader.dataset.data_prefix': prefix,
+    }
+    opts.update(_num_classes_opts(cfg, int(shape[1])))
+    loss = cfg.model.head.get('loss', None)
+    if loss is not None and loss.get('type') == 'DistillationKLLoss':
+        opts['model.head.loss.temperature'] = float(summary['temperature'])
+    return opts
+
+
+def distill(config: str, soft: str, work_dir: Optional[str] = None,
+            cfg_options: Optional[dict] = None, train_args: Optional[List[str]] = None) -> dict:
+    """Train a distillation config (``SoftLabelDataset`` + ``DistillationKLLoss``) from scratch
+    on the soft targets in ``soft``; the loss temperature is the one they were made with."""
+    probe = load_config(config)
+    if cfg_options:
+        probe.merge_from_dict(cfg_options)
+    opts = distill_overrides(soft, probe)
+    t_soft = opts.get('model.head.loss.temperature')
+    t_user = (cfg_options or {}).get('model.head.loss.temperature')
+    if t_soft is not None and t_user is not None and float(t_user) != t_soft:
+        from mmengine.logging import print_log
+        print_log(f'distill: loss temperature {t_user} (--cfg-options) differs from the T={t_soft} '
+                  f'the soft targets were made with', logger='current', level=30)
+    out = train_with_overrides(config, opts, work_dir, cfg_options, train_args)
+    cfg = out.pop('cfg')
+    return dict(out, num_classes=cfg.model.head.num_classes,
+                temperature=cfg.model.head.loss.get('temperature'),
+                ann_file=cfg.train_dataloader.dataset.ann_file,
+                soft_targets=cfg.train_dataloader.dataset.soft_targets)
 
 
 # ------------------------------------------------------------------------------ run (chain)
@@ -694,7 +1133,8 @@ def run(config: str, work_dir: Optional[str] = None, cluster_kwargs: Optional[di
 
 
 # ------------------------------------------------------------------------------ CLI
-def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--config') -> None:
+def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--config',
+                         kmeans: bool = True) -> None:
     g = p.add_argument_group('pretrained network N_pre (config + checkpoint, or torchvision)')
     g.add_argument(config_flag, dest='pre_config',
                    help='mmssl_ext / mmpretrain config (pkg:: paths allowed) of N_pre')
@@ -704,8 +1144,8 @@ def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--confi
     g.add_argument('--layer', type=int, default=-1,
                    help='ResNet stage index 0-3 to take features from (default -1: last)')
     g.add_argument('--pool', choices=['avg', 'max'], default='avg', help='global pooling')
-    d = p.add_argument_group('images to cluster (default: knn_eval.train_dataloader of the '
-                             'config)')
+    d = p.add_argument_group(f'images to {"cluster" if kmeans else "score"} (default: '
+                             f'knn_eval.train_dataloader of the config)')
     d.add_argument('--data-config', help='config whose knn_eval.train_dataloader lists them')
     d.add_argument('--data-root', help='image folder root (CustomDataset data_root)')
     d.add_argument('--ann-file', help='annotation/list file, relative to --data-root')
@@ -717,6 +1157,8 @@ def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--confi
     d.add_argument('--num-samples', type=int, help='only the first N images of the list')
     d.add_argument('--batch-size', type=int, help='extraction batch size')
     d.add_argument('--num-workers', type=int, help='dataloader workers')
+    if not kmeans:
+        return
     c = p.add_argument_group('k-means')
     c.add_argument('--k', type=int, required=True, help='number of clusters')
     c.add_argument('--niter', type=int, default=20, help='k-means iterations (default 20)')
@@ -768,10 +1210,49 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help='overrides of the fit config (also of its knn_eval data)')
     pr.add_argument('--pretrained-cfg-options', nargs='+', action=DictAction,
                     help='overrides of the N_pre config')
+
+    ps = sub.add_parser(
+        'soft-targets', help="N_pre's soft predictions for the distillation baseline: "
+        'softmax(logits/T) of a classifier, or softmax(cos(feature, centroids)/T) with --clusters')
+    _add_pretrained_args(ps, kmeans=False)
+    s = ps.add_argument_group('soft targets')
+    s.add_argument('--clusters', help='cluster-step folder: soft assignment to its centroids '
+                   '(self-supervised N_pre; default --out-dir)')
+    s.add_argument('--mode', choices=['auto', 'logits', 'centroids'], default='auto',
+                   help='auto: centroids with --clusters, else logits')
+    s.add_argument('--temperature', type=float,
+                   help=f'softmax temperature T (default {DEFAULT_SOFT_TEMPERATURE["logits"]} '
+                   f'for logits, {DEFAULT_SOFT_TEMPERATURE["centroids"]} for centroids)')
+    s.add_argument('--dtype', choices=['float32', 'float16'], default='float32',
+                   help='storage type of soft_targets.npy')
+    s.add_argument('--seed', type=int, default=0)
+    ps.add_argument('--out-dir', help='folder for soft_targets.npy, train_soft.txt, '
+                    'soft_targets.json (default: --clusters)')
+    ps.add_argument('--cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the N_pre config (also of its knn_eval data)')
+    ps.add_argument('--data-cfg-options', nargs='+', action=DictAction,
+                    help='overrides of --data-config')
+
+    pd = sub.add_parser('distill', help='train a distillation config on the soft targets '
+                        '(tools/train.py; SoftLabelDataset + DistillationKLLoss)')
+    pd.add_argument('config', help='distillation config, e.g. configs/clusterfit/'
+                    'clusterfit-distill_r18_1xb64-1500it_fmnist.py')
+    pd.add_argument('--soft-targets', required=True, help='output folder of soft-targets')
+    pd.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    pd.add_argument('--cfg-options', nargs='+', action=DictAction,
+                    help='overrides of the distillation config')
+
+    from mmssl_ext.apis import clusterfit_control
+    pn = sub.add_parser('noise-control', help="the label-noise control experiment (paper's "
+                        'Fig. 6) in miniature: N_pre vs distillation vs ClusterFit',
+                        description=clusterfit_control.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    clusterfit_control.add_arguments(pn)
+
     args, rest = p.parse_known_args(argv)
-    if rest and args.command == 'cluster':
+    if rest and args.command in ('cluster', 'soft-targets', 'noise-control'):
         p.error(f'unrecognized arguments: {" ".join(rest)}')
-    args.train_args = rest  # fit / run pass the rest to tools/train.py (--resume, --amp, ...)
+    args.train_args = rest  # fit / run / distill pass the rest to tools/train.py (--resume, ...)
     return args
 
 
@@ -787,6 +1268,26 @@ def main(argv: Optional[List[str]] = None) -> dict:
               f'backbone: python tools/extract_backbone.py {out["checkpoint"]} '
               f'{osp.join(out["work_dir"], BACKBONE_FILE)}')
         return out
+    if args.command == 'soft-targets':
+        return soft_targets(
+            args.out_dir, args.temperature, args.clusters, args.mode, config=args.pre_config,
+            checkpoint=args.checkpoint, torchvision=args.torchvision, weights=args.weights,
+            layer=args.layer, pool=args.pool, data_config=args.data_config,
+            data_root=args.data_root, ann_file=args.ann_file, data_prefix=args.data_prefix,
+            img_size=args.img_size, crop_ratio=args.crop_ratio, num_samples=args.num_samples,
+            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+            dtype=args.dtype, cfg_options=args.cfg_options,
+            data_cfg_options=args.data_cfg_options)
+    if args.command == 'distill':
+        out = distill(args.config, args.soft_targets, args.work_dir, args.cfg_options,
+                      args.train_args)
+        print(f'distillation done (T={out["temperature"]}): checkpoint {out["checkpoint"]}\n'
+              f'backbone: python tools/extract_backbone.py {out["checkpoint"]} '
+              f'{osp.join(out["work_dir"], BACKBONE_FILE)}')
+        return out
+    if args.command == 'noise-control':
+        from mmssl_ext.apis import clusterfit_control
+        return clusterfit_control.run_from_args(args)
     kw = _cluster_kwargs(args)
     kw['cfg_options'] = args.pretrained_cfg_options
     return run(args.config, args.work_dir, kw, args.cfg_options, args.train_args)

@@ -1,4 +1,4 @@
-"""Hinton's knowledge-distillation loss, the distillation baseline of ClusterFit's control experiment.
+"""Hinton's knowledge-distillation loss: the distillation baseline of ClusterFit's control test.
 
 The student is trained on the teacher's *soft* predictions instead of hard labels (Hinton, Vinyals,
 Dean 2015, "Distilling the Knowledge in a Neural Network"); ClusterFit (Yan et al. 2020, Fig. 6)
