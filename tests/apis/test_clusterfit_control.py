@@ -1,5 +1,6 @@
 """tools/clusterfit.py noise-control: label-noise injection and the control experiment end to end
 on a tiny 4-class tree (A = 2 classes, B = 2 held-out classes)."""
+import glob
 import json
 import os
 import os.path as osp
@@ -126,3 +127,24 @@ def test_noise_control_end_to_end_and_resumable(tmp_path, monkeypatch):
     # other training settings in the same work dir are refused
     with pytest.raises(ValueError, match=r'other training settings \(k: 3 there, 2 now\)'):
         clusterfit.main(_argv(tree, work, '--k', '2'))
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+    tree = _four_class_tree(str(tmp_path / 'tree'))
+    nc = clusterfit_control.NoiseControl(
+        str(tmp_path / 'work'), tree, noise=[0], classes_a=[0, 1], train_per_class=None,
+        eval_train_per_class=None, width=8, batch_size=4, iters=4, num_workers=0,
+        ckpt_interval=2, knn_k=[3])
+    nc.prepare_data()
+    ann = nc.noisy_labels(0)['ann_file']
+    # an "interrupted" run: 2 of the iterations done, checkpoint written, no done.json
+    first = nc.train(0, 'pre', ann, 2, iters=2)
+    os.remove(osp.join(nc.path('noise_00', 'pre'), 'done.json'))
+    capsys.readouterr()
+    done = nc.train(0, 'pre', ann, 2, iters=4)
+    assert 'resuming' in capsys.readouterr().out
+    assert done['checkpoint'].endswith('iter_4.pth') and first['checkpoint'].endswith('iter_2.pth')
+    assert load_checkpoint_safe(done['checkpoint'])['meta']['iter'] == 4
+    log_files = sorted(glob.glob(osp.join(nc.path('noise_00', 'pre'), '*', '*.log')))
+    assert any('resumed' in open(f).read().lower() for f in log_files)
