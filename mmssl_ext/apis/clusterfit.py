@@ -904,10 +904,10 @@ def soft_targets(out_dir: Optional[str] = None,
       (default T=4) over its classes, for the images of the data flags (as :func:`cluster`).
     * ``mode='centroids'`` (default with ``clusters``, a cluster-step folder): a self-supervised
       N_pre; targets ``softmax(cos(feature, centroid_k) / T)`` (default T=0.1) over the K
-      centroids, rows in the order of ``clusters/train_clusters.txt``.  The features are the
-      cluster step's ``features.npy`` when it saved them, else extracted again with the N_pre
-      and data flags given here (they must be the cluster step's; the image lists are compared
-      and the argmax agreement with the cluster ids is reported).
+      centroids, rows in the order of ``clusters/train_clusters.txt``.  The features are
+      extracted again when N_pre is given here (with the data flags: they must be the cluster
+      step's; the image lists are compared and the argmax agreement with the cluster ids is
+      reported), else read from the cluster step's ``features.npy`` (``--save-features``).
 
     ``out_dir`` (default: ``clusters``) receives ``soft_targets.npy``, ``train_soft.txt`` and
     ``soft_targets.json`` (mode, T, source, data location, statistics).
