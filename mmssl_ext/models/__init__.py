@@ -2,9 +2,9 @@
 from . import algorithms, data_preprocessor, losses, memories, necks  # noqa: F401  (registration)
 from .algorithms import PIRL
 from .data_preprocessor import PatchViewDataPreprocessor
-from .losses import InfoNCELoss, NCELoss
+from .losses import DistillationKLLoss, InfoNCELoss, NCELoss
 from .memories import MemoryBank
 from .necks import JigsawProjectionNeck
 
-__all__ = ['InfoNCELoss', 'JigsawProjectionNeck', 'MemoryBank', 'NCELoss', 'PIRL',
+__all__ = ['DistillationKLLoss', 'InfoNCELoss', 'JigsawProjectionNeck', 'MemoryBank', 'NCELoss', 'PIRL',
            'PatchViewDataPreprocessor']
