@@ -22,7 +22,7 @@ import mmssl_ext  # noqa: F401
 from mmssl_ext.models import MemoryBank
 from mmssl_ext.registry import MODELS
 
-PIRL_CFG = 'configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py'
+PIRL_CFG = 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py'
 MOCO_CFG = 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py'
 
 

@@ -56,7 +56,7 @@ def tiny_pirl_ckpt(tiny_tree, tmp_path_factory):
     from mmssl_ext.apis import train as train_api
     work = str(tmp_path_factory.mktemp('tiny_pirl'))
     train_api.main([
-        f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py', '--work-dir', work,
+        f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', '--work-dir', work,
         '--cfg-options', f'train_dataloader.dataset.data_root={tiny_tree}',
         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False', 'model.memory_bank.length=24',

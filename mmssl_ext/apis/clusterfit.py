@@ -33,17 +33,17 @@
 
 Examples::
 
-    python tools/clusterfit.py cluster --config configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py \\
-        --checkpoint work_dirs/mocov2_r18_1xb64-1300it_fmnist/iter_1300.pth --k 100 \\
-        --out-dir work_dirs/clusterfit-fit_r18_1xb64-1500it_fmnist
-    python tools/clusterfit.py fit configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \\
-        --clusters work_dirs/clusterfit-fit_r18_1xb64-1500it_fmnist
-    python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \\
+    python tools/clusterfit.py cluster --config configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py \\
+        --checkpoint work_dirs/pirl_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --k 100 \\
+        --out-dir work_dirs/clusterfit-fit_r18-w32_1xb64-3000it_fmnist
+    python tools/clusterfit.py fit configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \\
+        --clusters work_dirs/clusterfit-fit_r18-w32_1xb64-3000it_fmnist
+    python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \\
         --torchvision resnet18 --weights r18.pth --k 100
     python tools/clusterfit.py soft-targets --config CLS_CONFIG --checkpoint CLS.pth \\
         --temperature 4 --out-dir work_dirs/soft
     python tools/clusterfit.py distill \\
-        configs/clusterfit/clusterfit-distill_r18_1xb64-1500it_fmnist.py \\
+        configs/clusterfit/clusterfit-distill_r18-w32_1xb64-3000it_fmnist.py \\
         --soft-targets work_dirs/soft
 """
 import argparse
@@ -1236,7 +1236,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     pd = sub.add_parser('distill', help='train a distillation config on the soft targets '
                         '(tools/train.py; SoftLabelDataset + DistillationKLLoss)')
     pd.add_argument('config', help='distillation config, e.g. configs/clusterfit/'
-                    'clusterfit-distill_r18_1xb64-1500it_fmnist.py')
+                    'clusterfit-distill_r18-w32_1xb64-3000it_fmnist.py')
     pd.add_argument('--soft-targets', required=True, help='output folder of soft-targets')
     pd.add_argument('--work-dir', help='default: work_dirs/<config name>')
     pd.add_argument('--cfg-options', nargs='+', action=DictAction,

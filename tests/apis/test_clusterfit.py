@@ -11,7 +11,7 @@ from mmssl_ext.apis import clusterfit
 from mmssl_ext.apis.extract_backbone import extract_backbone
 from tests.helpers import MOCO_FMNIST_CFG, REPO, NUM_TINY_CLASSES
 
-FIT_CFG = osp.join(REPO, 'configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py')
+FIT_CFG = osp.join(REPO, 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py')
 N_TRAIN = 8 * NUM_TINY_CLASSES  # images in the tiny tree's train split
 
 
@@ -87,7 +87,7 @@ def test_annotation_round_trips_through_custom_dataset(tiny_tree, tiny_moco_ckpt
 
 def test_cluster_from_pirl_checkpoint_earlier_layer_and_pca(tiny_tree, tiny_pirl_ckpt,
                                                             tmp_path):
-    cfg = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py')
+    cfg = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py')
     out = str(tmp_path / 'c')
     clusterfit.main(['cluster', '--config', cfg, '--checkpoint', tiny_pirl_ckpt, '--k', '4',
                      '--layer', '2', '--pca-dim', '8', '--out-dir', out, '--cfg-options',
@@ -158,7 +158,7 @@ def test_fit_trains_on_the_pseudo_labels(tiny_tree, tmp_path):
                            '--cfg-options', *_fit_opts(tiny_tree)])
     assert out['num_classes'] == 5 and osp.isfile(out['checkpoint'])
     state = torch.load(out['checkpoint'], map_location='cpu', weights_only=False)['state_dict']
-    assert state['head.fc.weight'].shape == (5, 512)
+    assert state['head.fc.weight'].shape == (5, 256)  # half-width ResNet-18
     dumped = open(osp.join(work, osp.basename(FIT_CFG))).read()
     assert osp.join(clusters, clusterfit.ANN_FILE) in dumped
 

@@ -44,7 +44,7 @@ def test_dist_train_pirl_banks_identical(tiny_tree, tmp_path):
     work = str(tmp_path / 'dist_pirl')
     cfg = tmp_path / 'pirl_ddp.py'
     cfg.write_text(
-        f"_base_ = ['{REPO}/configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py']\n"
+        f"_base_ = ['{REPO}/configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py']\n"
         "custom_imports = dict(imports=['mmssl_ext', 'tests.ddp_probe'],\n"
         "                      allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='DumpMemoryBankHook')]\n")

@@ -13,7 +13,7 @@ from mmssl_ext.apis import train as train_api
 from mmssl_ext.registry import MODELS
 from tests.helpers import REPO
 
-PIRL_FMNIST_CFG = f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-900it_fmnist.py'
+PIRL_FMNIST_CFG = f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py'
 
 
 def _tiny_pirl(loss_lambda=0.5, loss='NCELoss', sampling='shared'):

@@ -3,7 +3,7 @@
 #   custom_hooks = [dict(type='KNNEvalHook', interval=450, by_epoch=False,
 #                        train_dataloader={{_base_.knn_eval.train_dataloader}},
 #                        val_dataloader={{_base_.knn_eval.val_dataloader}})]
-# (configs/pirl/pirl_r18-w32_1xb64-2700it-knn_fmnist.py does exactly this)
+# (configs/pirl/pirl_r18-w32_1xb64-9000it-knn-60k_fmnist.py does exactly this)
 # Protocol: L2-normalised globally pooled last-stage features, weighted voting exp(s/T), T=0.07,
 # k in (20, 200).  Images are resized to 32 px (the resolution our Fashion-MNIST configs train at).
 _base_ = ['./fmnist_png.py']

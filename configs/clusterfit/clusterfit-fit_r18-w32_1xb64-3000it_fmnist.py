@@ -1,9 +1,10 @@
-# ClusterFit fit step on Fashion-MNIST: an ordinary mmpretrain ImageClassifier (ResNet-18, standard
-# stem, 32 px) trained FROM SCRATCH on the K=100 cluster ids that the cluster step wrote, then
-# transferred like any other backbone.  Sized for 2 CPU cores (1500 iterations x 64, ~1.6 epochs).
-#   python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18_1xb64-1500it_fmnist.py \
-#       --pretrained-config configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py \
-#       --checkpoint work_dirs/mocov2_r18_1xb64-1300it_fmnist/iter_1300.pth --k 100
+# ClusterFit fit step on Fashion-MNIST: an ordinary mmpretrain ImageClassifier (ResNet-18 at half
+# width, as the PIRL main job's backbone, standard stem, 32 px) trained FROM SCRATCH on the K=100
+# cluster ids that the cluster step wrote, then transferred like any other backbone.  Sized for 2
+# CPU cores (3000 iterations x 64, 3.2 epochs, ~4 min).  With the main job's PIRL as N_pre:
+#   python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \
+#       --pretrained-config configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py \
+#       --checkpoint work_dirs/pirl_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --k 100
 # or step by step: `tools/clusterfit.py cluster ... --out-dir work_dirs/<this config's name>`, then
 # `tools/train.py` on this config (the default ann_file below is that folder), or
 # `tools/clusterfit.py fit CONFIG --clusters DIR` (sets ann_file, image folder and K from DIR).
@@ -22,14 +23,15 @@ custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
 num_clusters = 100  # K; `tools/clusterfit.py fit/run` set it from the cluster step
 img_size = 32
 batch_size = 64
-max_iters = 1500
+max_iters = 3000
 
 model = dict(
+    backbone=dict(stem_channels=32, base_channels=32),
     # normalisation inside the model, so tools/knn_eval.py (which builds cfg.model) sees it too
     data_preprocessor=dict(
         type='ClsDataPreprocessor', num_classes=num_clusters,
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
-    head=dict(num_classes=num_clusters, topk=(1, )))
+    head=dict(in_channels=256, num_classes=num_clusters, topk=(1, )))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
