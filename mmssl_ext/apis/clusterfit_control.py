@@ -187,7 +187,7 @@ class NoiseControl:
                  random_baseline: bool = True, num_workers: int = 2,
                  ckpt_interval: int = 200, cfg_options: Optional[dict] = None,
                  progress: bool = True):
-        self.work_dir = work_dir
+        self.work_dir = osp.abspath(work_dir)  # its lists are read relative to data_root
         self.progress = progress
         self.num_workers = int(num_workers)
         self.ckpt_interval = int(ckpt_interval)

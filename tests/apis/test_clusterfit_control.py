@@ -83,7 +83,8 @@ def _argv(tree, work, *extra):
 
 def test_noise_control_end_to_end_and_resumable(tmp_path, monkeypatch):
     tree = _four_class_tree(str(tmp_path / 'tree'))
-    work = str(tmp_path / 'work')
+    monkeypatch.chdir(tmp_path)
+    work = 'work'  # relative, as on the command line; the lists are read relative to data_root
     res = clusterfit.main(_argv(tree, work))
 
     level = res['levels']['noise_50']
@@ -109,7 +110,7 @@ def test_noise_control_end_to_end_and_resumable(tmp_path, monkeypatch):
     for m, classes in (('pre', 2), ('cf', 3), ('distill', 2)):
         done = json.load(open(osp.join(work, 'noise_50', m, 'done.json')))
         assert done['num_classes'] == classes and osp.isfile(done['checkpoint'])
-        assert osp.dirname(done['checkpoint']) == osp.join(work, 'noise_50', m)
+        assert osp.dirname(done['checkpoint']) == osp.abspath(osp.join(work, 'noise_50', m))
     dumped = open(osp.join(work, 'noise_50', 'distill',
                            osp.basename(clusterfit_control.DEFAULT_CONFIG))).read()
     assert 'DistillationKLLoss' in dumped and 'SoftLabelDataset' in dumped
