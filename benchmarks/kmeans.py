@@ -14,7 +14,7 @@ and prints a markdown table.
     .venv/bin/python benchmarks/kmeans.py            # N=100000, D=512, K=1000, 20 iterations
     .venv/bin/python benchmarks/kmeans.py --quick    # seconds: N=4000, D=64, K=40, 10 iterations
 
-scikit-learn is optional (``pip install scikit-learn``); without it only faiss is timed.
+scikit-learn is in requirements.txt; without it only faiss is timed.
 """
 import argparse
 import json
