@@ -158,6 +158,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of the config, xxx=yyy')
     args = p.parse_args(argv)
+    # the CLI prints its own progress and table; keep mmengine's per-parameter init_weights
+    # report (INFO) of every model it builds out of the output
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmssl_knn_eval_cli', log_level='WARNING')
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
                   args.ks, args.temperature, pixels=args.pixels)
     print(format_results(results))
