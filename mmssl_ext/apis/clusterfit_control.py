@@ -135,11 +135,10 @@ def select(labels: np.ndarray, classes: Sequence[int], per_class: Optional[int],
 
 
 def write_list(path: str, paths: Sequence[str], labels: Sequence[int]) -> None:
+    """The cluster step's annotation format, written atomically."""
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        for p, y in zip(paths, labels):
-            f.write(f'{p} {int(y)}\n')
+    cf_api.write_annotation(tmp, paths, labels)
     os.replace(tmp, path)
 
 
