@@ -4,9 +4,13 @@ usage: python tools/prepare_data.py [--src /usr/share/datasets/fashion-mnist]
                                     [--out data/fashion_mnist] [--no-png] [--force]
 """
 import argparse
+import os.path as osp
 import sys
 
-from mmssl_ext.datasets.fashion_mnist import DEBIAN_FMNIST_DIR, prepare_fashion_mnist
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+
+from mmssl_ext.datasets.fashion_mnist import DEBIAN_FMNIST_DIR, prepare_fashion_mnist  # noqa: E402
+from mmssl_ext.datasets.subset import write_subsets  # noqa: E402
 
 
 def main(argv=None):
@@ -24,6 +28,10 @@ def main(argv=None):
     state = 'already prepared' if info['skipped'] else 'prepared'
     print(f'Fashion-MNIST {state} in {args.out}: {info["counts"]}, '
           f'{info["num_classes"]} classes')
+    if not args.no_png:
+        # the 1 % / 10 % label subsets of the semi-supervised benchmark configs (cheap, seeded)
+        for pct, path in write_subsets(osp.join(args.out, 'meta', 'train.txt'), (1, 10)).items():
+            print(f'  {pct:g}% balanced label subset: {path}')
     return 0
 
 

@@ -1,4 +1,5 @@
 from .dist import MMSSLDistributedDataParallel, setup_cpu_distributed
-from .hooks import KNNEvalHook
+from .hooks import KNNEvalHook, PretrainedCheckHook, PretrainedKeysError
 
-__all__ = ['KNNEvalHook', 'MMSSLDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = ['KNNEvalHook', 'MMSSLDistributedDataParallel', 'PretrainedCheckHook',
+           'PretrainedKeysError', 'setup_cpu_distributed']

@@ -1,3 +1,4 @@
 from .knn_hook import KNNEvalHook
+from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
 
-__all__ = ['KNNEvalHook']
+__all__ = ['KNNEvalHook', 'PretrainedCheckHook', 'PretrainedKeysError']

@@ -1,0 +1,15 @@
+# Full fine-tune on Fashion-MNIST with an MLP head, as the source texts describe it: two linear
+# layers with a ReLU between them (mmpretrain's StackedLinearClsHead with one hidden layer of the
+# backbone's width) on the pooled res5 features.  Same recipe as finetune_r18-w32_1xb64-20e_fmnist.py.
+_base_ = ['./finetune_r18-w32_1xb64-20e_fmnist.py']
+
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='StackedLinearClsHead',
+        num_classes=10,
+        in_channels=256,
+        mid_channels=[256],
+        act_cfg=dict(type='ReLU'),
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

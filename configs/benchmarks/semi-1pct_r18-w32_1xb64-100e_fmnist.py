@@ -1,0 +1,29 @@
+# Semi-supervised fine-tune on 1 % of the Fashion-MNIST labels (600 images, 60 per class), the
+# protocol of the PIRL / BYOL semi-supervised tables: the whole pretrained network is fine-tuned on
+# a class-balanced label subset, the head with a 10x larger learning rate, and evaluated on the full
+# test split.  The subset file meta/train_1pct.txt is written by tools/prepare_data.py (seeded and
+# reproducible; tools/make_semi_subset.py makes others).
+#   python tools/train.py configs/benchmarks/semi-1pct_r18-w32_1xb64-100e_fmnist.py \
+#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
+_base_ = [
+    '../_base_/models/resnet18-w32_fmnist-cls.py',
+    '../_base_/datasets/fmnist_cls.py',
+    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/benchmarks/pretrained_check.py',
+]
+
+model = dict(backbone=dict(frozen_stages=-1, norm_eval=False))
+train_dataloader = dict(dataset=dict(ann_file='meta/train_1pct.txt'))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True),
+    paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10)}))
+max_epochs = 100
+param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[60, 80], gamma=0.1)]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=20)
+val_cfg = dict()
+test_cfg = dict()
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=1))
