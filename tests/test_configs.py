@@ -21,10 +21,18 @@ def test_configs_found():
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO))
 def test_config_builds(path):
     cfg = load_config(path)
-    assert cfg.default_scope == 'mmpretrain'
     assert 'mmssl_ext' in cfg.custom_imports['imports']
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg.model)
-        for step in cfg.train_dataloader.dataset.pipeline:
-            TRANSFORMS.build(step)
+    if cfg.default_scope == 'mmdet':  # detection-transfer configs (configs/benchmarks/mmdet)
+        assert '/benchmarks/mmdet/' in path
+        from mmdet.registry import MODELS as models, TRANSFORMS as transforms
+        dataset = cfg.train_dataloader.dataset
+        pipeline = dataset.pipeline if 'pipeline' in dataset else \
+            dataset.datasets[0].pipeline  # VOC07+12: a ConcatDataset
+    else:
+        assert cfg.default_scope == 'mmpretrain'
+        models, transforms, pipeline = MODELS, TRANSFORMS, cfg.train_dataloader.dataset.pipeline
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = models.build(cfg.model)
+        for step in pipeline:
+            transforms.build(step)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -11,7 +11,7 @@ from mmengine.evaluator import DumpResults
 
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.utils.config import load_config
-from mmssl_ext.apis.train import (_default_dataloader_cfg, build_runner,
+from mmssl_ext.apis.train import (_default_dataloader_cfg, build_runner, loader_defaults,
                                   finalize_dataloader_cfgs)
 
 
@@ -82,9 +82,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                             [test_pipeline[-1]]])
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    _default_dataloader_cfg(cfg, 'test_dataloader',
-                            dict(pin_memory=True, collate_fn=dict(type='default_collate')),
-                            args.no_pin_memory)
+    _default_dataloader_cfg(cfg, 'test_dataloader', loader_defaults(cfg), args.no_pin_memory)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     finalize_dataloader_cfgs(cfg)

@@ -74,6 +74,18 @@ def finalize_dataloader_cfgs(cfg: Config) -> None:
             loader['persistent_workers'] = False
 
 
+def loader_defaults(cfg: Config, **extra) -> dict:
+    """Dataloader defaults of mmpretrain's tools: ``pin_memory`` and ``default_collate``.
+
+    mmdet batches images of different sizes with mmengine's ``pseudo_collate``, so mmdet-scoped
+    configs (our detection benchmarks) keep their own collate function.
+    """
+    defaults = dict(pin_memory=True, **extra)
+    if cfg.get('default_scope', 'mmpretrain') != 'mmdet':
+        defaults['collate_fn'] = dict(type='default_collate')
+    return defaults
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command-line arguments into ``cfg`` (mmpretrain's semantics)."""
     if args.no_validate:
@@ -101,8 +113,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    defaults = dict(pin_memory=True, persistent_workers=True,
-                    collate_fn=dict(type='default_collate'))
+    defaults = loader_defaults(cfg, persistent_workers=True)
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         _default_dataloader_cfg(cfg, field, defaults, args.no_pin_memory,
                                 args.no_persistent_workers)

@@ -1,0 +1,10 @@
+"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.detection_transfer` (`python tools/detection_transfer.py -h`)."""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+
+from mmssl_ext.apis.detection_transfer import main  # noqa: E402
+
+if __name__ == '__main__':
+    main()
