@@ -216,5 +216,5 @@ def test_fmnist_detection_transfer_tool(tiny_det_root, tiny_pirl_ckpt, tmp_path,
 def test_detection_transfer_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         detection_transfer.run(['pirl=nope.pth'], work_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"names must be unique, \['random'\]"):
+    with pytest.raises(ValueError, match=r"two checkpoints are named \['random'\]"):
         detection_transfer.run(['random', 'random'], work_dir=str(tmp_path))

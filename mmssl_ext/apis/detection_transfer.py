@@ -21,33 +21,18 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.apis import train as train_api
+from mmssl_ext.apis.analysis_common import RANDOM, parse_checkpoints
 from mmssl_ext.engine.hooks.pretrained_check import load_state
 from mmssl_ext.utils.config import load_config
 
 DEFAULT_CONFIG = 'configs/benchmarks/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py'
 METRIC_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l')
-
-
-def parse_backbone(spec: str) -> Tuple[str, Optional[str]]:
-    """``random`` -> (random, None); ``NAME=PATH`` -> (NAME, PATH); ``PATH`` -> (file stem, PATH)."""
-    if spec == 'random':
-        return 'random', None
-    if '=' in spec:
-        name, path = spec.split('=', 1)
-        if not name or not path:
-            raise ValueError(f'--backbone {spec!r}: expected NAME=PATH')
-    else:
-        path = spec
-        name = osp.basename(osp.dirname(osp.abspath(path)))  # the training work dir
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'--backbone {spec!r}: checkpoint {path} not found')
-    return name, path
 
 
 def set_iterations(cfg: Config, iters: int) -> None:
@@ -129,16 +114,14 @@ def format_table(results: Dict[str, Dict[str, float]]) -> str:
 def run(backbones: Sequence[str], config: str = DEFAULT_CONFIG,
         work_dir: str = 'work_dirs/detection_transfer', iters: Optional[int] = None,
         seed: int = 0, cfg_options: Optional[dict] = None) -> Dict[str, Dict[str, float]]:
-    specs = [parse_backbone(b) for b in backbones]  # all errors before the first run
-    names = [n for n, _ in specs]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f'backbone names must be unique, {dup} repeat; use NAME=PATH')
+    # 'random', NAME=PATH or PATH, as the analysis tools take them; all errors before any run
+    specs = parse_checkpoints(backbones)
     os.makedirs(work_dir, exist_ok=True)
     results = {}
     for name, ckpt in specs:
-        results[name] = train_one(config, name, ckpt, work_dir, iters, seed, cfg_options)
-        results[name]['checkpoint'] = ckpt or 'random'
+        results[name] = train_one(config, name, None if ckpt == RANDOM else ckpt, work_dir,
+                                  iters, seed, cfg_options)
+        results[name]['checkpoint'] = ckpt
         with open(osp.join(work_dir, 'detection_transfer.json'), 'w') as f:
             json.dump(dict(config=config, iters=iters, seed=seed, results=results), f, indent=2)
     return results
