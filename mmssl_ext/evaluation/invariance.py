@@ -33,7 +33,8 @@ point in nearly the same direction, so its distances are small for any transform
 two images).  The histogram figure marks each checkpoint's mean reference distance.
 """
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -224,15 +225,44 @@ def pirl_image_embedding(model: nn.Module, imgs: torch.Tensor) -> torch.Tensor:
     return model.embed_image(preprocess(model, imgs)).float()
 
 
+@contextmanager
+def transformed_bn_as_trained(model: nn.Module) -> Iterator[None]:
+    """Normalise the transformed views the way PIRL trained on them.
+
+    With ``transformed_bn_stats=False`` (our default) PIRL's backbone normalised every patch batch
+    with that batch's own statistics and never put patch statistics into the running ones, which
+    describe full images.  An eval-mode forward would normalise patches with image statistics, a
+    view ``g`` never saw; here the backbone's BatchNorm layers use batch statistics (running
+    statistics untouched) for the duration.  With ``transformed_bn_stats=True`` the running
+    statistics already cover the views and nothing changes.
+    """
+    if getattr(model, 'transformed_bn_stats', True):
+        yield
+        return
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in bns]
+    for m in bns:
+        m.train()
+        m.track_running_stats = False  # batch statistics, running buffers left alone
+    try:
+        yield
+    finally:
+        for m, (training, track) in zip(bns, saved):
+            m.train(training)
+            m.track_running_stats = track
+
+
 def pirl_transformed_embedding(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """``g(v_It)`` of raw images ``B x C x H x W`` or patches ``B x N x C x h x w``."""
+    """``g(v_It)`` of raw images ``B x C x H x W`` or patches ``B x N x C x h x w``, with the
+    backbone normalising them as in training (:func:`transformed_bn_as_trained`)."""
     if views.ndim == 5:
         b, n = views.shape[:2]
         flat = preprocess(model, views.flatten(0, 1))
         views = flat.view(b, n, *flat.shape[1:])
     else:
         views = preprocess(model, views)
-    return model.embed_transformed(views).float()
+    with transformed_bn_as_trained(model):
+        return model.embed_transformed(views).float()
 
 
 def _embed_list(fn: Callable[[torch.Tensor], torch.Tensor],

@@ -1,6 +1,7 @@
 """Invariance measure: the transforms are what they claim, the distances equal a manual
 computation (backbone and PIRL's own f / g branches), and tools/analysis/invariance.py writes
 its table, JSON and one histogram per transform."""
+import copy
 import json
 
 import pytest
@@ -189,12 +190,23 @@ def test_pirl_repr_matches_manual_f_and_g(val_setup, tiny_pirl_ckpt, tmp_path, c
     tiles = F.interpolate(tiles.flatten(0, 1), size=(16, 16), mode='bilinear',
                           align_corners=False)
     f = F.normalize(model.neck.fc(_pooled_res5(model.backbone, _preprocess(cfg, imgs))), dim=1)
-    per_patch = model.transform_neck.patch_fc(
-        _pooled_res5(model.backbone, _preprocess(cfg, tiles)))
+    # PIRL (transformed_bn_stats=False) trained g on patches normalised with their own batch
+    # statistics: a train-mode copy of the backbone does that
+    assert model.transformed_bn_stats is False
+    bn = model.backbone.bn1 if hasattr(model.backbone, 'bn1') else model.backbone.norm1
+    running = bn.running_mean.clone()
+    train_bb = copy.deepcopy(model.backbone)
+    train_bb.train()  # (mmpretrain's ResNet.train returns None)
+    per_patch = model.transform_neck.patch_fc(_pooled_res5(train_bb, _preprocess(cfg, tiles)))
     g = F.normalize(model.transform_neck.fc(per_patch.view(7, -1)), dim=1)
     ref = (f - g).norm(dim=1)
     got = torch.tensor(report['distances']['jigsaw']['pirl'])
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    # and the eval-mode patch branch (image statistics) would have given other distances
+    g_eval = F.normalize(model.transform_neck.fc(model.transform_neck.patch_fc(
+        _pooled_res5(model.backbone, _preprocess(cfg, tiles))).view(7, -1)), dim=1)
+    assert not torch.allclose((f - g_eval).norm(dim=1), ref, atol=1e-3)
+    torch.testing.assert_close(bn.running_mean, running)
     # PIRL's g on patches is far from invariant at 2 iterations, the backbone views differ
     assert not torch.allclose(got, torch.tensor(report['distances']['rotation']['pirl']))
 
