@@ -68,6 +68,11 @@ class JigsawPatches(BaseTransform):
     permutation set: output position ``i`` holds the patch of cell ``perm[i]`` (cells numbered
     row-major).
 
+    An image smaller than ``crop_size`` (down to 1 x 1 px, any aspect ratio) is not an error: the
+    random resized crop is resized to ``crop_size``, i.e. upsampled, so ``patches`` always has
+    the shape below.  (So is the image view of ``PIRLViews`` with ``RandomResizedCrop``;
+    mmpretrain's ``CenterCrop`` / ``RandomCrop`` without padding instead return a smaller image.)
+
     **Required Keys:** ``img``
 
     **Added Keys:**
