@@ -5,14 +5,8 @@
 # reproducible; tools/make_semi_subset.py makes others).
 #   python tools/train.py configs/benchmarks/semi-1pct_r18-w32_1xb64-100e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
-_base_ = [
-    '../_base_/models/resnet18-w32_fmnist-cls.py',
-    '../_base_/datasets/fmnist_cls.py',
-    'mmpretrain::_base_/default_runtime.py',
-    '../_base_/benchmarks/pretrained_check.py',
-]
+_base_ = ['./finetune_r18-w32_1xb64-20e_fmnist.py']
 
-model = dict(backbone=dict(frozen_stages=-1, norm_eval=False))
 train_dataloader = dict(dataset=dict(ann_file='meta/train_1pct.txt'))
 
 optim_wrapper = dict(
@@ -22,8 +16,6 @@ optim_wrapper = dict(
 max_epochs = 100
 param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[60, 80], gamma=0.1)]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=20)
-val_cfg = dict()
-test_cfg = dict()
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=1, save_best=None))

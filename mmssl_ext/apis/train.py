@@ -2,7 +2,12 @@
 
 Differences, all additive: ``mmssl_ext`` is imported first (registries + the safe-load allow-list
 that lets ``--resume`` work on torch >= 2.6), and ``--launcher pytorch`` also works without CUDA
-(gloo; see :mod:`mmssl_ext.engine.dist`).
+(gloo; see :mod:`mmssl_ext.engine.dist`).  ``--resume`` continues exactly: every run gets
+``RNGStateHook``, which keeps the random generators' states in the checkpoints.  Bad input stops
+early with a clear error: every run gets :data:`SAFETY_HOOKS` (NaN / Inf loss, memory bank shorter
+than the training set) and ``LoadImageFromFileChecked`` for its training images (unreadable files
+named, with their annotation file), and a misspelled config key is named with its closest valid
+spelling.
 """
 import argparse
 import os
@@ -17,6 +22,9 @@ from mmengine.runner import Runner
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.utils.config import load_config, strip_collate_scope
 from mmssl_ext.engine.dist import setup_cpu_distributed
+from mmssl_ext.engine.hooks.rng_state import add_exact_resume_hooks
+from mmssl_ext.datasets.transforms.loading import ImageLoadError
+from mmssl_ext.utils.config_errors import explain_config_errors
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -120,7 +128,70 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     finalize_dataloader_cfgs(cfg)
+    add_safety_hooks(cfg)
+    add_exact_resume_hooks(cfg)  # RNG states in every checkpoint: --resume continues bitwise
+    use_checked_image_loading(cfg)
     return cfg
+
+
+#: hooks every run of tools/train.py gets (appended to ``custom_hooks`` unless listed there)
+SAFETY_HOOKS = ('NaNLossCheckHook', 'MemoryBankSizeCheckHook')
+
+
+def _type_name(t) -> str:
+    return t.__name__ if isinstance(t, type) else str(t).rsplit('.', 1)[-1]
+
+
+def add_safety_hooks(cfg: Config) -> None:
+    """Append :data:`SAFETY_HOOKS` to ``cfg.custom_hooks`` unless the config lists them already
+    (a config tunes or switches one off by listing it, e.g.
+    ``dict(type='NaNLossCheckHook', keys=[])``)."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    present = {_type_name(h.get('type')) if isinstance(h, dict) else type(h).__name__
+               for h in hooks}
+    hooks += [dict(type=name) for name in SAFETY_HOOKS if name not in present]
+    cfg.custom_hooks = hooks
+
+
+def use_checked_image_loading(cfg: Config) -> None:
+    """Load training images with ``LoadImageFromFileChecked`` instead of mmcv's
+    ``LoadImageFromFile``: same arguments and, for ``color_type='color'``, the same pixels, but
+    errors that name the file (see :mod:`mmssl_ext.datasets.transforms.loading`).
+
+    Only mmpretrain-scoped ``train_dataloader`` pipelines (and the datasets they wrap) with the
+    plain type name and colour loading are changed; write ``type='mmcv.LoadImageFromFile'`` to
+    keep mmcv's transform.
+    """
+    if cfg.get('default_scope', 'mmpretrain') not in (None, 'mmpretrain'):
+        return
+    loader = cfg.get('train_dataloader', None)
+
+    def visit(dataset) -> None:
+        if not isinstance(dataset, dict):
+            return
+        for t in dataset.get('pipeline', None) or []:
+            if isinstance(t, dict) and t.get('type') == 'LoadImageFromFile' and \
+                    t.get('_scope_', 'mmpretrain') == 'mmpretrain' and \
+                    t.get('color_type', 'color') == 'color':
+                t['type'] = 'LoadImageFromFileChecked'
+        visit(dataset.get('dataset', None))
+        for d in dataset.get('datasets', None) or []:
+            visit(d)
+
+    if isinstance(loader, dict):
+        visit(loader.get('dataset', None))
+
+
+def _name_annotation_file(err: ImageLoadError, runner: Runner) -> ImageLoadError:
+    """``err`` with the annotation file of the training set that lists the image."""
+    dataset = runner.train_dataloader.dataset
+    while getattr(dataset, 'dataset', None) is not None:  # RepeatDataset & co.
+        dataset = dataset.dataset
+    ann_file = getattr(dataset, 'ann_file', None)
+    if not ann_file:
+        return err
+    return type(err)(f'{err}\nThe image is listed in the annotation file {ann_file} '
+                     f'(train_dataloader.dataset.ann_file, {type(dataset).__name__})')
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -134,6 +205,10 @@ def main(argv: Optional[List[str]] = None) -> Runner:
     args = parse_args(argv)
     cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
-    runner = build_runner(cfg)
-    runner.train()
+    with explain_config_errors(cfg):  # a misspelled key: name it and the closest valid one
+        runner = build_runner(cfg)
+        try:
+            runner.train()
+        except ImageLoadError as e:
+            raise _name_annotation_file(e, runner) from e
     return runner

@@ -1,4 +1,8 @@
 from .knn_hook import KNNEvalHook
+from .memory_bank_check import MemoryBankSizeCheckHook
+from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
+from .rng_state import RNGStateHook, add_exact_resume_hooks
 
-__all__ = ['KNNEvalHook', 'PretrainedCheckHook', 'PretrainedKeysError']
+__all__ = ['KNNEvalHook', 'MemoryBankSizeCheckHook', 'NaNLossCheckHook', 'NonFiniteLossError',
+           'PretrainedCheckHook', 'PretrainedKeysError', 'RNGStateHook', 'add_exact_resume_hooks']
