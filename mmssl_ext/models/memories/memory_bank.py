@@ -17,7 +17,7 @@ from typing import Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_world_size
+from mmengine.dist import all_gather, broadcast, get_world_size
 
 from mmssl_ext.registry import MODELS
 
@@ -45,6 +45,12 @@ class MemoryBank(nn.Module):
     all-gathers the indices and features of every rank (ranks may hold different batch sizes) and
     then applies the same update everywhere, so all ranks keep the same bank: the result equals a
     single-process update with the batches of rank 0, 1, ... concatenated.
+
+    The initial bank depends on each rank's RNG state, which differs when ranks are seeded
+    differently (mmengine's ``randomness=dict(diff_rank_seed=True)``), and DDP does not sync
+    buffers when it wraps a model with ``broadcast_buffers=False`` (mmengine's default).  So the
+    first :meth:`update` of a bank under DDP first broadcasts rank 0's bank: from then on (and in
+    checkpoints) every rank holds the same bank whatever the seeds.
 
     **Duplicate indices.** When an index occurs several times in one (gathered) update, e.g. because
     ``DistributedSampler`` pads the last batch with repeated samples, the normalised features of all
@@ -121,6 +127,7 @@ class MemoryBank(nn.Module):
         self.sampling = sampling
         self.register_buffer(
             'feats', F.normalize(torch.randn(self.length, self.feat_dim), dim=1))
+        self._ranks_synced = False  # rank 0's bank broadcast yet (first update under DDP)?
 
     def extra_repr(self) -> str:
         return (f'length={self.length}, feat_dim={self.feat_dim}, momentum={self.momentum}, '
@@ -172,6 +179,9 @@ class MemoryBank(nn.Module):
         feats = F.normalize(feats.detach().to(device=self.feats.device, dtype=self.feats.dtype),
                             dim=1)
         idx, feats = self._gather(idx, feats)
+        if not self._ranks_synced and get_world_size() > 1:
+            broadcast(self.feats, src=0)  # identical banks even from differently seeded ranks
+            self._ranks_synced = True
         if idx.numel() == 0:
             return
         uniq, inverse = torch.unique(idx, return_inverse=True)
