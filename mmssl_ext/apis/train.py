@@ -3,7 +3,8 @@
 Differences, all additive: ``mmssl_ext`` is imported first (registries + the safe-load allow-list
 that lets ``--resume`` work on torch >= 2.6), and ``--launcher pytorch`` also works without CUDA
 (gloo; see :mod:`mmssl_ext.engine.dist`).  ``--resume`` continues exactly: every run gets
-``RNGStateHook``, which keeps the random generators' states in the checkpoints.  Bad input stops
+``RNGStateHook``, which keeps the random generators' states in the checkpoints, and checkpoints are
+written atomically (``AtomicCheckpointHook``: temporary file, then rename).  Bad input stops
 early with a clear error: every run gets :data:`SAFETY_HOOKS` (NaN / Inf loss, memory bank shorter
 than the training set) and ``LoadImageFromFileChecked`` for its training images (unreadable files
 named, with their annotation file), and a misspelled config key is named with its closest valid
@@ -22,6 +23,7 @@ from mmengine.runner import Runner
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.utils.config import load_config, strip_collate_scope
 from mmssl_ext.engine.dist import setup_cpu_distributed
+from mmssl_ext.engine.atomic_checkpoint import use_atomic_checkpoints
 from mmssl_ext.engine.hooks.rng_state import add_exact_resume_hooks
 from mmssl_ext.datasets.transforms.loading import ImageLoadError
 from mmssl_ext.utils.config_errors import explain_config_errors
@@ -130,6 +132,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     finalize_dataloader_cfgs(cfg)
     add_safety_hooks(cfg)
     add_exact_resume_hooks(cfg)  # RNG states in every checkpoint: --resume continues bitwise
+    use_atomic_checkpoints(cfg)  # a killed write never replaces the last good checkpoint
     use_checked_image_loading(cfg)
     return cfg
 

@@ -1,3 +1,4 @@
+from . import atomic_checkpoint  # noqa: F401  (registers AtomicCheckpointHook, 'atomic_local')
 from .dist import MMSSLDistributedDataParallel, setup_cpu_distributed
 from .hooks import KNNEvalHook, PretrainedCheckHook, PretrainedKeysError
 
