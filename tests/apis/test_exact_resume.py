@@ -310,3 +310,15 @@ def test_checkpoint_due_follows_checkpoint_hook():
     assert due == [False, False, True, False, False, True, True]  # every 3, and the last
     assert not _checkpoint_due(_Runner, by_epoch=True)
     assert get_priority(RNGStateHook.priority) < get_priority(CheckpointHook.priority)
+
+
+def test_rotation_pretext_exact_resume(tiny_tree, tmp_path):
+    """Pretext family: rotation prediction (``RandomRotation90`` draws the angle per image in the
+    pipeline, the label is the angle).  As for the fit step, the pipeline's draws are replayed by
+    mmengine's advance, so the naive restore-before-advance control is the one that fails."""
+    cfg = osp.join(REPO, 'configs/clusterfit/rotation_r18-w32_1xb64-3000it_fmnist.py')
+    opts = [f'train_dataloader.dataset.data_root={tiny_tree}', 'train_dataloader.batch_size=4',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            *_COMMON]
+    _check_exact_resume(cfg, opts, tmp_path, buffers=['head.fc.weight'],
+                        controls=('before_advance', ))
