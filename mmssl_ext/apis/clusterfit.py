@@ -64,7 +64,7 @@ from mmengine.config import Config, DictAction
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.clustering import KMeansResult, kmeans
 from mmssl_ext.evaluation.features import extract_features
-from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+from mmssl_ext.utils.checkpoint import check_keys, load_checkpoint_safe
 from mmssl_ext.utils.config import build_dataloader, load_config
 
 ANN_FILE = 'train_clusters.txt'
@@ -158,10 +158,9 @@ def load_torchvision_weights(net: nn.Module, weights: str, name: str) -> Dict[st
     heads = tuple(h + '.' for h in TorchvisionBackbone.HEADS)
     own = {k: v for k, v in net.state_dict().items() if not k.startswith(heads)}
     body = {k: v for k, v in state.items() if not k.startswith(heads)}
-    missing = [k for k in own if k not in body]
-    unexpected = [k for k in body if k not in own]
-    mismatched = [f'{k}: {tuple(body[k].shape)} in the file, {tuple(v.shape)} in {name}'
-                  for k, v in own.items() if k in body and body[k].shape != v.shape]
+    report = check_keys(own, body, model_name=name)
+    missing, unexpected, mismatched = (report['missing'], report['unexpected'],
+                                       report['mismatched'])
     if missing or unexpected or mismatched:
         raise ValueError(
             f'{weights} does not fit torchvision {name}: {len(missing)} weights missing (e.g. '
@@ -781,9 +780,8 @@ def build_classifier(config: str, checkpoint: str, cfg_options: Optional[dict] =
         raise ValueError(f'{checkpoint} has no head weights (e.g. {head_keys[0]}): a backbone-'
                          f'only checkpoint gives no logits; use the full training checkpoint, '
                          f'or --clusters DIR for soft cluster assignments')
-    missing = [k for k in own if k not in state]
-    mismatched = [f'{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model'
-                  for k, v in own.items() if k in state and state[k].shape != v.shape]
+    report = check_keys(own, state)
+    missing, mismatched = report['missing'], report['mismatched']
     if missing or mismatched:
         raise ValueError(f'{checkpoint} does not fit {config}: {len(missing)} weights missing '
                          f'(e.g. {missing[:3]}), {len(mismatched)} of another shape (e.g. '

@@ -25,7 +25,7 @@ from mmssl_ext.utils.config import build_dataloader, load_config
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 from mmssl_ext.registry import MODELS
-from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+from mmssl_ext.utils.checkpoint import check_keys, load_checkpoint_safe
 
 
 def build_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
@@ -58,10 +58,8 @@ def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, 
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     if any(k.startswith('backbone.') for k in state):
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    own = model.backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    mismatched = [f'{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model'
-                  for k, v in own.items() if k in state and state[k].shape != v.shape]
+    report = check_keys(model.backbone.state_dict(), state)
+    missing, mismatched = report['missing'], report['mismatched']
     if missing or mismatched:
         raise ValueError(
             f'{checkpoint} does not fit the {type(model.backbone).__name__} backbone of the '

@@ -10,7 +10,8 @@ checkpoint (e.g. a crafted ``__reduce__`` that would run code) is still refused 
 """
 import os
 import pickle
-from typing import Any, List, Optional, Union
+import re
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -101,3 +102,29 @@ def load_checkpoint_safe(filename: Union[str, os.PathLike],
         raise CheckpointLoadError(
             f'cannot read checkpoint {filename}: the file is truncated or not a torch '
             f'checkpoint ({type(e).__name__}: {e})') from None
+
+
+def _matches(key: str, patterns: Sequence[str]) -> bool:
+    return any(re.match(p, key) for p in patterns)
+
+
+def check_keys(own: Dict[str, torch.Tensor], loaded: Dict[str, torch.Tensor],
+               allow_missing: Sequence[str] = (), allow_unexpected: Sequence[str] = (),
+               check_values: bool = False, model_name: str = 'the model'
+               ) -> Dict[str, List[str]]:
+    """Compare a module's state dict with a file's.
+
+    Returns lists of ``missing`` (module keys not in the file), ``unexpected`` (file keys not in
+    the module), ``mismatched`` (other shape) and, with ``check_values``, ``differ`` (same key and
+    shape, other values); keys covered by the allow patterns (``re.match``) are left out.
+    ``mismatched`` entries read ``'key: (file shape) in the file, (shape) in <model_name>'``.
+    """
+    missing = [k for k in own if k not in loaded and not _matches(k, allow_missing)]
+    unexpected = [k for k in loaded if k not in own and not _matches(k, allow_unexpected)]
+    mismatched = [f'{k}: {tuple(loaded[k].shape)} in the file, {tuple(v.shape)} in {model_name}'
+                  for k, v in own.items() if k in loaded and loaded[k].shape != v.shape]
+    differ = []
+    if check_values:
+        differ = [k for k, v in own.items() if k in loaded and loaded[k].shape == v.shape
+                  and not torch.equal(v.detach().cpu().to(loaded[k].dtype), loaded[k])]
+    return dict(missing=missing, unexpected=unexpected, mismatched=mismatched, differ=differ)

@@ -22,8 +22,7 @@ from that file).  The hook is registered in mmengine's root ``HOOKS``, so mmpret
 configs find it.
 """
 import os.path as osp
-import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -31,7 +30,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmssl_ext.registry import ROOT_HOOKS as HOOKS
 
-from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+from mmssl_ext.utils.checkpoint import check_keys, load_checkpoint_safe
 
 
 class PretrainedKeysError(KeyError):
@@ -70,30 +69,6 @@ def load_state(checkpoint: str, prefix: Optional[str] = None) -> Dict[str, torch
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
-
-
-def _matches(key: str, patterns: Sequence[str]) -> bool:
-    return any(re.match(p, key) for p in patterns)
-
-
-def check_keys(own: Dict[str, torch.Tensor], loaded: Dict[str, torch.Tensor],
-               allow_missing: Sequence[str] = (), allow_unexpected: Sequence[str] = (),
-               check_values: bool = False) -> Dict[str, List[str]]:
-    """Compare a module's state dict with a file's.
-
-    Returns lists of ``missing`` (module keys not in the file), ``unexpected`` (file keys not in
-    the module), ``mismatched`` (other shape) and, with ``check_values``, ``differ`` (same key and
-    shape, other values); keys covered by the allow patterns (``re.match``) are left out.
-    """
-    missing = [k for k in own if k not in loaded and not _matches(k, allow_missing)]
-    unexpected = [k for k in loaded if k not in own and not _matches(k, allow_unexpected)]
-    mismatched = [f'{k}: {tuple(loaded[k].shape)} in the file, {tuple(v.shape)} in the model'
-                  for k, v in own.items() if k in loaded and loaded[k].shape != v.shape]
-    differ = []
-    if check_values:
-        differ = [k for k, v in own.items() if k in loaded and loaded[k].shape == v.shape
-                  and not torch.equal(v.detach().cpu().to(loaded[k].dtype), loaded[k])]
-    return dict(missing=missing, unexpected=unexpected, mismatched=mismatched, differ=differ)
 
 
 def _examples(keys: List[str], n: int = 4) -> str:
