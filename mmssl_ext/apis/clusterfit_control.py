@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from mmssl_ext.apis import clusterfit as cf_api
+from mmssl_ext.datasets.subset import read_annotation
 from mmssl_ext.utils.config import build_dataloader, load_config
 
 DEFAULT_CONFIG = osp.normpath(osp.join(
@@ -108,17 +109,8 @@ def read_list(path: str) -> Tuple[List[str], np.ndarray]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path} does not exist: --data-root must hold meta/train.txt '
                                 f'and meta/val.txt (tools/prepare_data.py writes them)')
-    paths, labels = [], []
-    with open(path) as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            parts = line.strip().rsplit(' ', 1)
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise ValueError(f'{path} line {i + 1}: expected "<path> <label>", got '
-                                 f'{line.strip()!r}')
-            paths.append(parts[0])
-            labels.append(int(parts[1]))
+    rows = read_annotation(path)
+    paths, labels = [p for p, _ in rows], [label for _, label in rows]
     return paths, np.asarray(labels, dtype=np.int64)
 
 

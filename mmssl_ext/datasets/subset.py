@@ -22,7 +22,8 @@ import numpy as np
 
 
 def read_annotation(path: str) -> List[Tuple[str, int]]:
-    """``(relative path, label)`` per line; errors name the file and the line."""
+    """``(relative path, label)`` per line of a ``path label`` annotation file (blank lines
+    skipped); errors name the file and the line."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'annotation file not found: {path}')
     out = []
@@ -33,11 +34,9 @@ def read_annotation(path: str) -> List[Tuple[str, int]]:
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2:
                 raise ValueError(f'{path}:{no}: expected "<path> <label>", got {line.strip()!r}')
-            try:
-                label = int(parts[1])
-            except ValueError:
-                raise ValueError(f'{path}:{no}: label {parts[1]!r} is not an integer') from None
-            out.append((parts[0], label))
+            if not parts[1].isdigit():
+                raise ValueError(f'{path}:{no}: label {parts[1]!r} is not an integer >= 0')
+            out.append((parts[0], int(parts[1])))
     if not out:
         raise ValueError(f'{path} has no annotation lines')
     return out
