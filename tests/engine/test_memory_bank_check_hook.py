@@ -1,5 +1,6 @@
 """MemoryBankSizeCheckHook: a memory bank shorter than the training set fails before iteration 1
 (not mid-run at the first out-of-range index), naming both sizes and the config key."""
+import itertools
 import os
 import os.path as osp
 from types import SimpleNamespace
@@ -17,12 +18,18 @@ from tests.helpers import REPO
 PIRL_FMNIST_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py')
 
 
+_run_ids = itertools.count()
+
+
 def _pirl_argv(tree, work, length, max_iters=0):
     return [PIRL_FMNIST_CFG, '--work-dir', work, '--cfg-options',
             f'train_dataloader.dataset.data_root={tree}', 'train_dataloader.batch_size=4',
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
             f'model.memory_bank.length={length}', 'model.memory_bank.num_negatives=8',
-            f'train_cfg.max_iters={max_iters}', 'default_hooks.checkpoint.interval=1']
+            f'train_cfg.max_iters={max_iters}', 'default_hooks.checkpoint.interval=1',
+            # a logger of its own: two runners started in the same second would otherwise share
+            # mmengine's timestamp-named logger, which writes to the first test's captured stdout
+            f'experiment_name=bank_check_{next(_run_ids)}']
 
 
 def test_train_tool_refuses_a_bank_shorter_than_the_training_set(tiny_tree, tmp_path):
