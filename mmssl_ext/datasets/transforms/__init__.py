@@ -1,9 +1,12 @@
 """Pretext transforms (registered into mmpretrain's ``TRANSFORMS``) and jigsaw permutation sets."""
+from .inpainting import InpaintingMask
 from .loading import ImageLoadError, LoadImageFromFileChecked, MissingImageError
 from .permutations import MAX_PERMUTATIONS, generate_permutation_set
-from .pretext import JigsawPatches, PIRLViews, RandomRotation90
+from .pretext import AllRotations90, JigsawPatches, PIRLViews, RandomRotation90
+from .relative_location import NEIGHBOUR_OFFSETS, RelativeLocationPatches
 
 __all__ = [
     'ImageLoadError', 'LoadImageFromFileChecked', 'MissingImageError', 'MAX_PERMUTATIONS',
-    'generate_permutation_set', 'JigsawPatches', 'PIRLViews', 'RandomRotation90'
+    'generate_permutation_set', 'AllRotations90', 'InpaintingMask', 'JigsawPatches',
+    'NEIGHBOUR_OFFSETS', 'PIRLViews', 'RandomRotation90', 'RelativeLocationPatches'
 ]

@@ -1,5 +1,7 @@
 """Pretext transforms of PIRL (Misra & van der Maaten 2020): jigsaw patches, 90-degree rotations,
 and the two-view wrapper that pairs an image view with its transformed (jigsaw / rotated) view.
+The covariant pretext tasks reuse them: Jigsaw puzzles (``JigsawPatches`` with a max-Hamming
+permutation set) and RotNet (``AllRotations90``: the four rotations of each image in one batch).
 
 Per-sample randomness comes from numpy's global RNG (``np.random``), as in mmcv / mmpretrain
 transforms, so ``np.random.seed`` (mmengine seeds it per worker) makes a pipeline reproducible.
@@ -54,6 +56,21 @@ def _to_three_channels(img: np.ndarray) -> np.ndarray:
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     return img
+
+
+def augment_patch(pipeline: Compose, patch: np.ndarray, channels: int) -> np.ndarray:
+    """Run ``pipeline`` on one patch (H, W, C); keep its channel count and (uint8) dtype."""
+    out = pipeline(dict(img=patch.copy(), img_shape=patch.shape[:2]))
+    if out is None:
+        raise RuntimeError(f'patch_pipeline {pipeline} dropped a patch')
+    aug = out['img']
+    if aug.ndim == 2:
+        aug = aug[..., None]
+    if aug.shape[2] != channels:
+        aug = np.repeat(aug, channels, axis=2) if aug.shape[2] == 1 else aug
+    if aug.dtype != patch.dtype and patch.dtype == np.uint8:
+        aug = np.clip(np.rint(aug), 0, 255).astype(np.uint8)
+    return aug
 
 
 @TRANSFORMS.register_module()
@@ -144,18 +161,7 @@ class JigsawPatches(BaseTransform):
         return patches
 
     def _augment_patch(self, patch: np.ndarray, channels: int) -> np.ndarray:
-        """Run :attr:`patch_pipeline` on one patch; keep its channel count and dtype."""
-        out = self.patch_pipeline(dict(img=patch.copy(), img_shape=patch.shape[:2]))
-        if out is None:
-            raise RuntimeError(f'patch_pipeline {self.patch_pipeline} dropped a patch')
-        aug = out['img']
-        if aug.ndim == 2:
-            aug = aug[..., None]
-        if aug.shape[2] != channels:
-            aug = np.repeat(aug, channels, axis=2) if aug.shape[2] == 1 else aug
-        if aug.dtype != patch.dtype and patch.dtype == np.uint8:
-            aug = np.clip(np.rint(aug), 0, 255).astype(np.uint8)
-        return aug
+        return augment_patch(self.patch_pipeline, patch, channels)
 
     def transform(self, results: dict) -> dict:
         """Write ``patches``, ``jigsaw_label`` and ``jigsaw_perm`` into ``results``."""
@@ -182,6 +188,22 @@ class JigsawPatches(BaseTransform):
                 f'patch_pipeline={self.patch_pipeline})')
 
 
+def _check_angles(angles: Sequence[int]) -> Tuple[int, ...]:
+    """``angles`` as a tuple of ints; a clear error unless non-empty multiples of 90."""
+    angles = tuple(angles)
+    if not angles:
+        raise ValueError('angles must not be empty')
+    bad = [a for a in angles if not float(a).is_integer() or int(a) % 90 != 0]
+    if bad:
+        raise ValueError(f'angles must be multiples of 90 degrees, got {bad} in {angles}')
+    return tuple(int(a) for a in angles)
+
+
+def rotate90(img: np.ndarray, angle: int) -> np.ndarray:
+    """``img`` (H, W[, C]) rotated counter-clockwise by ``angle`` (a multiple of 90), contiguous."""
+    return np.ascontiguousarray(np.rot90(img, (int(angle) // 90) % 4))
+
+
 @TRANSFORMS.register_module()
 class RandomRotation90(BaseTransform):
     """Rotate the image counter-clockwise by an angle drawn uniformly from ``angles``.
@@ -199,22 +221,57 @@ class RandomRotation90(BaseTransform):
     """
 
     def __init__(self, angles: Sequence[int] = (0, 90, 180, 270)) -> None:
-        angles = tuple(angles)
-        if not angles:
-            raise ValueError('angles must not be empty')
-        bad = [a for a in angles if not float(a).is_integer() or int(a) % 90 != 0]
-        if bad:
-            raise ValueError(f'angles must be multiples of 90 degrees, got {bad} in {angles}')
-        self.angles = tuple(int(a) for a in angles)
+        self.angles = _check_angles(angles)
 
     def transform(self, results: dict) -> dict:
         """Rotate ``results['img']`` and record ``rot_label``."""
         label = int(np.random.randint(len(self.angles)))
-        k = (self.angles[label] // 90) % 4
-        img = np.ascontiguousarray(np.rot90(results['img'], k))
+        img = rotate90(results['img'], self.angles[label])
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['rot_label'] = label
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(angles={self.angles})'
+
+
+@TRANSFORMS.register_module()
+class AllRotations90(BaseTransform):
+    """All rotations of the image at once: the input of RotNet (Gidaris et al., ICLR 2018).
+
+    Every image contributes one copy per angle to the batch, so each batch holds all four
+    rotations of the same images (the paper's key recipe choice: it beat one random rotation per
+    image).  The copies are stacked like jigsaw patches, channel-first, and the data preprocessor
+    (``PatchViewDataPreprocessor``) and the algorithm treat them as ``len(angles)`` views.
+
+    **Required Keys:** ``img`` (H, W[, C]); square, so that every rotation has the same shape
+
+    **Modified Keys:** ``img`` -> ``(len(angles), C, H, W)`` (the image's dtype), ``img_shape``
+
+    **Added Keys:** ``rot_label`` (np.ndarray int64 ``(len(angles),)``): copy ``i`` is the image
+    rotated counter-clockwise by ``angles[rot_label[i]]``; ``rot_label = arange(len(angles))``.
+
+    Args:
+        angles (Sequence[int]): Angles in degrees, multiples of 90.  Defaults to (0, 90, 180, 270).
+    """
+
+    def __init__(self, angles: Sequence[int] = (0, 90, 180, 270)) -> None:
+        self.angles = _check_angles(angles)
+
+    def transform(self, results: dict) -> dict:
+        """Replace ``results['img']`` by the stack of its rotations; add ``rot_label``."""
+        img = results['img']
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.shape[0] != img.shape[1] and any((a // 90) % 2 for a in self.angles):
+            raise ValueError(f'AllRotations90 needs a square image to stack its 90-degree '
+                             f'rotations, got {img.shape[0]}x{img.shape[1]} '
+                             f"({results.get('img_path', 'image')}); crop or resize it first")
+        views = [rotate90(img, a).transpose(2, 0, 1) for a in self.angles]
+        results['img'] = np.ascontiguousarray(np.stack(views))
+        results['img_shape'] = img.shape[:2]
+        results['rot_label'] = np.arange(len(self.angles), dtype=np.int64)
         return results
 
     def __repr__(self) -> str:

@@ -1,3 +1,9 @@
+from .colorization import Colorization, ColorizationDataPreprocessor
+from .inpainting import ContextEncoder
+from .jigsaw import JigsawPuzzle
 from .pirl import PIRL
+from .relative_loc import RelativeLocation
+from .rotation import RotationPrediction
 
-__all__ = ['PIRL']
+__all__ = ['Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder', 'JigsawPuzzle', 'PIRL',
+           'RelativeLocation', 'RotationPrediction']

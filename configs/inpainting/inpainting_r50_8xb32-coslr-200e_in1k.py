@@ -1,0 +1,73 @@
+# Context Encoder (Pathak, Kraehenbuehl, Donahue, Darrell & Efros, CVPR 2016): drop the central
+# region of the image, fill it with the mean, and reconstruct it; L2 loss on the dropped pixels
+# only (no adversarial term).  The encoder is a ResNet-50 (the transferable backbone), the
+# decoder the ContextEncoderHead: channel-wise fully connected bottleneck on the 4 x 4 feature
+# map, five 2x transposed-conv stages (512-256-128-64-64) back to 128 px.
+# Input: the paper's 128 x 128 crops with a central 64 x 64 hole (InpaintingMask ratio 0.5):
+# images resized to a short side of 350, random 128 px crop, flip (the paper's data loader).
+# 128 px rather than 224 px because it is the paper's input, it keeps the paper's 4 x 4
+# bottleneck at ResNet-50's stride 32, and it costs a third of the compute; the ResNet is fully
+# convolutional, so the backbone transfers to 224 px benchmarks unchanged.  For the paper's
+# random-block masks use dict(type='InpaintingMask', mode='random_blocks').
+# Optimiser: the paper's Adam (lr 2e-4, beta1 0.5), kept at batch 256 (paper: 64); cosine decay
+# over 200 epochs.
+#   bash tools/dist_train.sh configs/inpainting/inpainting_r50_8xb32-coslr-200e_in1k.py 8
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+max_epochs = 200
+batch_size = 32  # per GPU
+crop_size = 128
+output_stride = 32  # ResNet-50: 128 px -> 4 x 4 feature map
+
+model = dict(
+    type='ContextEncoder',
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='SyncBN'),
+                  zero_init_residual=False),
+    head=dict(
+        type='ContextEncoderHead',
+        in_channels=2048,
+        channels=(512, 256, 128, 64, 64),
+        out_channels=3,
+        output_stride=output_stride,
+        feat_size=crop_size // output_stride,
+        bottleneck=True,
+        upsample='deconv',
+        norm_cfg=dict(type='SyncBN'),
+        overlap_weight=0.0),
+    fill_value=0.0)  # 0 = the normalisation (ImageNet) mean, as the paper fills the hole
+
+# 'mask' is a default key of PackInputs (stored as a tensor on data_sample.mask)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=350, edge='short', backend='pillow'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='InpaintingMask', mode='center', ratio=0.5),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=8,
+    persistent_workers=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
+                 pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='Adam', lr=2e-4, betas=(0.5, 0.999), weight_decay=0.))
+param_scheduler = [
+    dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0, end=max_epochs)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+auto_scale_lr = dict(base_batch_size=256)

@@ -1,0 +1,31 @@
+# Jigsaw puzzles on Fashion-MNIST with exactly the tiles and budget of PIRL's main job
+# (configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py): 63 px crop (scale 0.6-1) -> 3x3 cells of
+# 21 px -> jittered 16 px tiles with brightness / contrast jitter, ResNet-18 at half width,
+# 10k images, 3000 iterations x 64 images (x9 tiles).  1000 max-Hamming permutations; head:
+# per-tile 256->128 (the size of PIRL's per-patch projection), concatenation, 512, 1000.
+# The per-layer comparison with PIRL is in configs/jigsaw/README.md.
+#   python tools/train.py configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py
+_base_ = ['./jigsaw_r50_8xb32-90e_in1k.py', '../_base_/pretext_fmnist.py']
+
+num_permutations = 1000
+model = dict(
+    backbone=_base_.fmnist_backbone,
+    head=dict(in_channels=256, num_classes=num_permutations, input_channels=128,
+              hidden_channels=512))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='JigsawPatches', grid=3, crop_size=63, crop_scale=(0.6, 1.0), patch_size=16,
+         num_permutations=num_permutations, permutation_seed=0,
+         permutation_method='max_hamming', patch_pipeline=_base_.fmnist_color_jitter),
+    dict(type='PackInputs', input_key='patches', algorithm_keys=['jigsaw_label']),
+]
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+optim_wrapper = _base_.fmnist_optim_wrapper
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)

@@ -1,0 +1,28 @@
+# Relative patch location on Fashion-MNIST with PIRL's main-job budget
+# (configs/_base_/pretext_fmnist.py): 16 px patches (PIRL's tile size) with a 4 px gap and up
+# to 2 px jitter (the paper's proportions: gap half a patch ... here a quarter, so the lattice
+# still fits a 60 px crop of a 28 px image), brightness / contrast jitter per patch, ResNet-18
+# at half width, 10k images, 3000 iterations x 64 pairs.  Head: per-patch 256->128,
+# concatenation, 512, 8.
+#   python tools/train.py configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py
+_base_ = ['./relative-loc_r50_8xb32-70e_in1k.py', '../_base_/pretext_fmnist.py']
+
+model = dict(
+    backbone=_base_.fmnist_backbone,
+    head=dict(in_channels=256, input_channels=128, hidden_channels=512))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RelativeLocationPatches', patch_size=16, gap=4, jitter=2, crop_scale=(0.6, 1.0),
+         patch_pipeline=_base_.fmnist_color_jitter),
+    dict(type='PackInputs', input_key='patches', algorithm_keys=['rel_loc_label']),
+]
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+optim_wrapper = _base_.fmnist_optim_wrapper
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)

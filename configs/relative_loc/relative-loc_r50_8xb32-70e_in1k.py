@@ -1,0 +1,57 @@
+# Context prediction / relative patch location (Doersch, Gupta & Efros, ICCV 2015), ResNet-50 on
+# ImageNet, 8 GPUs x 32 pairs.  The paper's geometry: 96 px patches on a 3x3 lattice with a
+# 48 px gap, each patch jittered by up to 7 px (a 399 px random resized crop, scale 0.6-1),
+# the centre patch and one of its 8 neighbours; against chromatic aberration, colour is dropped
+# to gray with probability 0.5 per pair member (the paper's "projection" / "color dropping").
+# Head: per-patch 2048->1024 (fc6), concatenation, 4096 (fc7), 8 (fc8).  SGD lr 0.1 for 256
+# pairs, momentum 0.9, wd 1e-4, 70 epochs, /10 at 30 and 50.
+#   bash tools/dist_train.sh configs/relative_loc/relative-loc_r50_8xb32-70e_in1k.py 8
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+max_epochs = 70
+batch_size = 32  # pairs per GPU
+
+model = dict(
+    type='RelativeLocation',
+    data_preprocessor=dict(
+        type='PatchViewDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='SyncBN'),
+                  zero_init_residual=False),
+    head=dict(type='PretextClsHead', in_channels=2048, num_classes=8, num_inputs=2,
+              input_channels=1024, hidden_channels=4096, dropout=0.5))
+
+patch_pipeline = [
+    dict(type='RandomGrayscale', prob=0.5, keep_channels=True,
+         channel_weights=(0.114, 0.587, 0.2989)),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RelativeLocationPatches', patch_size=96, gap=48, jitter=7,
+         crop_scale=(0.6, 1.0), patch_pipeline=patch_pipeline),
+    dict(type='PackInputs', input_key='patches', algorithm_keys=['rel_loc_label']),
+]
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=8,
+    persistent_workers=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
+                 pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.1 * batch_size * 8 / 256, momentum=0.9,
+                   weight_decay=1e-4))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, milestones=[30, 50], gamma=0.1)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
+auto_scale_lr = dict(base_batch_size=256)

@@ -1,0 +1,120 @@
+"""Colorization: Colorful Image Colorization (Zhang, Isola & Efros, ECCV 2016) as a pretext task."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.structures import DataSample
+
+from mmssl_ext.registry import MODELS
+from mmssl_ext.models.utils.lab import rgb_to_lab
+
+
+@MODELS.register_module()
+class ColorizationDataPreprocessor(SelfSupDataPreprocessor):
+    """Packed uint8 image batch -> normalised lightness ``L`` (and the ab target in training).
+
+    ``B x 3 x H x W`` images in ``[0, 255]`` (BGR from ``LoadImageFromFile``: ``to_rgb=True``
+    swaps them to RGB first, as mmpretrain's ``SelfSupDataPreprocessor`` does; set
+    ``to_rgb=False`` for RGB input; ``B x 1 x H x W`` gray images are taken as R = G = B) ->
+    sRGB in ``[0, 1]`` -> CIE Lab (``rgb_to_lab``) -> returns
+
+    * test mode (``training=False``): ``inputs = (L - l_mean) / l_std``, a plain
+      ``B x 1 x H x W`` tensor: what the backbone sees, so kNN / probes / ``extract_features``
+      work with a Colorization config unchanged;
+    * training mode: ``inputs = [(L - l_mean) / l_std, ab]`` with the raw ``B x 2 x H x W`` ab
+      target (``a``, ``b`` in Lab units) for :class:`Colorization`.
+
+    The defaults ``l_mean = l_std = 50`` map ``L`` in ``[0, 100]`` to ``[-1, 1]``.
+    """
+
+    def __init__(self, l_mean: float = 50.0, l_std: float = 50.0, to_rgb: bool = True,
+                 non_blocking: Optional[bool] = False):
+        super().__init__(to_rgb=to_rgb, non_blocking=non_blocking)
+        if not l_std > 0:
+            raise ValueError(f'ColorizationDataPreprocessor: l_std must be > 0, got {l_std}')
+        self.l_mean = float(l_mean)
+        self.l_std = float(l_std)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        if not isinstance(data, dict):
+            raise TypeError('use default_collate in the dataloader (got '
+                            f'{type(data).__name__}, expected a dict)')
+        inputs, data_samples = self.cast_data([data['inputs'], data.get('data_samples')])
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 \
+                or inputs.shape[1] not in (1, 3):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else \
+                f'a {type(inputs).__name__}'
+            raise ValueError('ColorizationDataPreprocessor expects one image view per sample, '
+                             f'a B x 3 (or 1) x H x W batch, got {shape}')
+        if inputs.shape[1] == 1:
+            inputs = inputs.expand(-1, 3, -1, -1)
+        elif self._channel_conversion:
+            inputs = inputs[:, [2, 1, 0], ...]
+        lab = rgb_to_lab((inputs.float() / 255.0).clamp(0.0, 1.0))
+        lightness = (lab[:, :1] - self.l_mean) / self.l_std
+        if training:
+            return dict(inputs=[lightness, lab[:, 1:]], data_samples=data_samples)
+        return dict(inputs=lightness, data_samples=data_samples)
+
+
+@MODELS.register_module()
+class Colorization(BaseSelfSupervisor):
+    """Colorization as a pretext task: predict the ab colour of each pixel from its lightness L.
+
+    Zhang, Isola & Efros, "Colorful Image Colorization", ECCV 2016.  The input is the L channel
+    (a 1-channel backbone, ``in_channels=1``); the output is, per pixel of a stride-4 grid, a
+    distribution over the ``Q`` in-gamut ab bins of a grid of size 10 (``ABQuantizer``: 262 bins
+    of the sRGB gamut; the paper's file has 313), trained with the class-rebalanced multinomial
+    cross-entropy against the soft-encoded target (:class:`ColorizationHead`)::
+
+        L, ab   = Lab(image)                     (ColorizationDataPreprocessor)
+        logits  = head(backbone((L - 50) / 50))  B x Q x H/4 x W/4 (hypercolumn of stages)
+        loss    = mean_pixels v(q*) * CE(Z(ab~), softmax(logits))
+
+    Defaults as in the paper: grid 10, soft encoding with 5 neighbours and sigma 5, rebalancing
+    lambda 0.5 with a prior smoothed by sigma 5, annealed-mean decoding at T = 0.38
+    (:meth:`colorize`).  The class prior is a running histogram of the training targets (the
+    paper precomputed it on ImageNet).  Logged besides ``loss``: ``accuracy``, the fraction of
+    output pixels whose most likely bin is the target's nearest bin.
+
+    Transfer: the backbone's first conv takes 1 channel; ``tools/extract_backbone.py
+    --in-channels 3`` replicates it to RGB (divided by 3), see ``configs/colorization/README.md``.
+
+    Args:
+        backbone: backbone config with ``in_channels=1`` returning the stages the head uses
+            (e.g. ResNet with ``out_indices=(1, 2, 3)``).
+        head: ``ColorizationHead`` config.
+        data_preprocessor: ``ColorizationDataPreprocessor`` config (the default).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if isinstance(backbone, dict) and backbone.get('in_channels', 3) != 1:
+            raise ValueError('Colorization feeds the 1-channel lightness L to the backbone: set '
+                             f"backbone.in_channels=1 (got {backbone.get('in_channels', 3)})")
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ColorizationDataPreprocessor')
+        super().__init__(backbone=backbone, head=head, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError('Colorization.loss expects inputs=[L, ab], as returned by '
+                             'ColorizationDataPreprocessor in training mode; got '
+                             f'{type(inputs).__name__}')
+        lightness, ab = inputs
+        return self.head.loss(self.backbone(lightness), ab)
+
+    @torch.no_grad()
+    def colorize(self, lightness: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+        """Predicted ab (``B x 2 x H x W``, annealed mean, upsampled to the input size) for a
+        normalised lightness batch (the preprocessor's test-mode output)."""
+        logits = self.head(self.backbone(lightness), self.head.output_size(lightness.shape[-2:]))
+        ab = self.head.quantizer.decode(logits, temperature)
+        return F.interpolate(ab, size=lightness.shape[-2:], mode='bilinear', align_corners=False)

@@ -1,0 +1,4 @@
+"""Heads of the pretext and clustering methods (registered into mmpretrain's ``MODELS``)."""
+from .pretext_cls_head import PretextClsHead  # noqa: F401
+from .inpainting_head import ContextEncoderHead  # noqa: F401
+from .colorization_head import ColorizationHead  # noqa: F401
