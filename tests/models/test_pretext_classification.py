@@ -193,3 +193,40 @@ def test_fmnist_config_trains_through_tools_train(name, tiny_tree, tmp_path):
     assert ckpt['state_dict']['head.fc.weight'].shape[0] == head.num_classes
     # the backbone is the half-width ResNet-18 the kNN / transfer configs expect
     assert ckpt['state_dict']['backbone.layer4.1.conv2.weight'].shape[0] == 256
+
+
+LINEAR_CFG = f'{REPO}/configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py'
+ALL_PRETEXT = dict(CONFIGS,
+                   inpainting='configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
+                   colorization='configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py')
+
+
+@pytest.mark.parametrize('name', sorted(ALL_PRETEXT))
+def test_pretext_backbone_transfers_to_linear_probe(name, tiny_tree, tmp_path):
+    """Every pretext backbone drops into the Fashion-MNIST linear-probe benchmark config like
+    PIRL's (tools/extract_backbone.py; Colorization's 1-channel conv1 replicated to RGB)."""
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    from mmssl_ext.apis.extract_backbone import extract_backbone
+    work = str(tmp_path / name)
+    train_api.main([
+        osp.join(REPO, ALL_PRETEXT[name]), '--work-dir', work, '--cfg-options',
+        f'train_dataloader.dataset.data_root={tiny_tree}', 'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1'])
+    out = str(tmp_path / 'backbone.pth')
+    extract_backbone(osp.join(work, 'iter_1.pth'), out,
+                     **(dict(in_channels=3) if name == 'colorization' else {}))
+    expected = torch.load(out, map_location='cpu')['state_dict']
+    cfg = load_config(LINEAR_CFG)
+    cfg.model.backbone.init_cfg.checkpoint = out
+    cfg.model.backbone.init_cfg.prefix = None  # a backbone-only file
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = PRETRAIN_MODELS.build(cfg.model)
+    model.init_weights()
+    state = model.backbone.state_dict()
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value, msg=f'{name}: {key} not loaded')
+    assert state['conv1.weight'].shape[1] == 3
+    logits = model(torch.randn(2, 3, 32, 32), mode='tensor')
+    assert torch.isfinite(logits).all()
