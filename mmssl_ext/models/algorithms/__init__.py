@@ -1,9 +1,11 @@
 from .colorization import Colorization, ColorizationDataPreprocessor
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
+from .npid import NPID
 from .pirl import PIRL
 from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction
 
-__all__ = ['Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder', 'JigsawPuzzle', 'PIRL',
+__all__ = ['Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder', 'JigsawPuzzle', 'NPID',
+           'PIRL',
            'RelativeLocation', 'RotationPrediction']

@@ -1,0 +1,38 @@
+# mmpretrain's own SimCLR (reused, not rewritten) on Fashion-MNIST with the budget every method
+# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
+# 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear
+# warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's ImageNet
+# recipe: its views (only resized to 32 px and without the Gaussian blur, which erases a 32 px
+# image), its projection head (2048 -> 128 after the 256-d backbone), NT-Xent at T=0.1 and LARS,
+# with the recipe's lr 0.3 at batch 256 scaled linearly to batch 64.
+#   python tools/train.py configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py
+#   python tools/knn_eval.py configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py \
+#       work_dirs/simclr_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --baseline
+_base_ = [
+    'mmpretrain::simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py',
+    '../_base_/pretext_fmnist.py',  # the shared budget; inherits ../_base_/datasets/fmnist_knn.py
+]
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+
+model = dict(backbone=_base_.fmnist_backbone, neck=dict(in_channels=256))
+
+# the recipe's view, at 32 px and without blur
+view_pipeline = [
+    dict(t, scale=32) if t['type'] == 'RandomResizedCrop' else t
+    for t in _base_.view_pipeline if t['type'] != 'GaussianBlur'
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiView', num_views=2, transforms=[view_pipeline]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+
+optim_wrapper = dict(optimizer=dict(lr=0.3 * _base_.fmnist_batch_size / 256))
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)

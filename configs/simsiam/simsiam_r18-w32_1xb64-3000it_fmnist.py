@@ -1,0 +1,42 @@
+# mmpretrain's own SimSiam (reused, not rewritten) on Fashion-MNIST with the budget every method
+# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
+# 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear
+# warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's 100-epoch
+# ImageNet recipe: MoCo v2's views (only resized to 32 px and without the Gaussian blur, which
+# erases a 32 px image), the 3-layer 2048-d projector after the 256-d backbone, the predictor at
+# a fixed lr, SGD with the recipe's lr 0.05 at batch 256 scaled linearly to batch 64.
+# SimSiamHook keeps the predictor's lr fixed; with an iteration-based schedule it must do so every
+# iteration (adjust_by_epoch=False), since the scheduler steps every iteration.
+#   python tools/train.py configs/simsiam/simsiam_r18-w32_1xb64-3000it_fmnist.py
+_base_ = [
+    'mmpretrain::simsiam/simsiam_resnet50_8xb32-coslr-100e_in1k.py',
+    '../_base_/pretext_fmnist.py',  # the shared budget; inherits ../_base_/datasets/fmnist_knn.py
+]
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+
+model = dict(backbone=_base_.fmnist_backbone, neck=dict(in_channels=256))
+
+# the recipe's view, at 32 px and without blur
+view_pipeline = [
+    dict(t, scale=32) if t['type'] == 'RandomResizedCrop' else t
+    for t in _base_.view_pipeline if t['type'] != 'GaussianBlur'
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiView', num_views=2, transforms=[view_pipeline]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+
+lr = 0.05 * _base_.fmnist_batch_size / 256
+optim_wrapper = dict(optimizer=dict(lr=lr))
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
+custom_hooks = [
+    dict(type='SimSiamHook', priority='HIGH', fix_pred_lr=True, lr=lr, adjust_by_epoch=False)
+]

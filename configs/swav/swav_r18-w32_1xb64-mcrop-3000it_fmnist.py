@@ -1,0 +1,54 @@
+# mmpretrain's own SwAV (reused, not rewritten) on Fashion-MNIST with the budget every method
+# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
+# the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear warm-up then
+# cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's ImageNet recipe:
+# multi-crop 2 x 224 px + 6 x 96 px scaled to 2 x 32 px + 6 x 16 px (same crop scales; the
+# Gaussian blur removed: it erases a 32 px image), 3000 prototypes, Sinkhorn eps 0.05, T=0.1,
+# queue of 3840 features and LARS with the recipe's lr 0.6 at batch 256 scaled linearly to 64.
+# Schedule details in iterations: the prototypes stay frozen for the first epoch (5005 ImageNet
+# iterations there, 156 = 10000 // 64 here); the queue is created at the start of the run
+# (epoch_queue_starts=0: an IterBasedTrainLoop is one "epoch" to SwAVHook, so the recipe's
+# epoch 15 would never come) and is used once full, i.e. from iteration 60 (3840 / 64).
+# SwAVHook keeps the queue in <work_dir>/queue.pth, written at the end of the run, not in the
+# checkpoints: a resumed run starts with an empty queue.
+#   python tools/train.py configs/swav/swav_r18-w32_1xb64-mcrop-3000it_fmnist.py
+_base_ = [
+    'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py',
+    '../_base_/pretext_fmnist.py',  # the shared budget; inherits ../_base_/datasets/fmnist_knn.py
+]
+custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
+
+model = dict(backbone=_base_.fmnist_backbone, neck=dict(in_channels=256))
+
+# the recipe's global (224 -> 32 px) and local (96 -> 16 px) crops, without blur
+view_pipeline1 = [
+    dict(t, scale=32) if t['type'] == 'RandomResizedCrop' else t
+    for t in _base_.view_pipeline1 if t['type'] != 'GaussianBlur'
+]
+view_pipeline2 = [
+    dict(t, scale=16) if t['type'] == 'RandomResizedCrop' else t
+    for t in _base_.view_pipeline2 if t['type'] != 'GaussianBlur'
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiView', num_views=_base_.num_crops,
+         transforms=[view_pipeline1, view_pipeline2]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+
+optim_wrapper = dict(optimizer=dict(lr=0.6 * _base_.fmnist_batch_size / 256))
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
+custom_hooks = [
+    dict(_base_.custom_hooks[0],
+         batch_size=_base_.fmnist_batch_size,
+         epoch_queue_starts=0,
+         frozen_layers_cfg=dict(
+             prototypes=_base_.fmnist_num_train_images // _base_.fmnist_batch_size))
+]
