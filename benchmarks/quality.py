@@ -1,0 +1,297 @@
+"""Feature quality per method at the same compute budget: pre-train on Fashion-MNIST, then kNN
+(k=20 and k=200) and a linear probe on the frozen backbone, every method with the same backbone,
+image size and number of backbone-equivalent images; baselines in the same table.
+
+Budget: ``--budget`` backbone-equivalent images, i.e. pixels through the (student) backbone
+divided by 32 x 32.  Each method's pixels per training sample are measured with a forward hook
+on ``model.backbone`` over one real batch (PIRL: a 32 px image + 9 patches of 16 px = 3.25;
+rotation: 4 rotated images = 4; SimCLR: 2 views = 2 ...), and its iterations are
+``budget / (batch * pixels per sample)``; the config's iteration schedule (warm-up, cosine) is
+rescaled to that length.  Periodic re-clustering passes (DeepCluster / ODC) and momentum /
+teacher encoders are extra compute, reported in the JSON (``images_per_sample`` counts the
+trained backbone only).
+
+Evaluation: weighted kNN (cosine, T=0.07) of pooled last-stage features of all 60k training
+images against the 10k test images (``tools/knn_eval.py``'s protocol), and a linear probe
+(multinomial logistic regression by L-BFGS on standardised pooled last-stage features of
+``--probe-train`` training images, top-1 on the 10k test images; the per-layer tool's probe).
+Baselines: raw pixels (kNN and linear), the random-init backbone, and supervised training of
+the same backbone on the labels with the same budget (an upper bound).
+
+    .venv/bin/python benchmarks/quality.py --preset cpu       # reduced set, < 1 h on 2 cores
+    .venv/bin/python benchmarks/quality.py --preset gpu       # all methods, 60k images, GPU
+    .venv/bin/python benchmarks/quality.py --methods pirl rotation --budget 50000
+
+Writes ``benchmarks/results/quality_<preset>.json`` and ``.md`` (the command, the machine, the
+date with every table).
+"""
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import os.path as osp
+import platform
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+#: name -> Fashion-MNIST pre-training config (same backbone: ResNet-18, 32 px input)
+METHODS: Dict[str, str] = {
+    'pirl': 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py',
+    'rotation': 'configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py',
+    'jigsaw': 'configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py',
+    'relative_loc': 'configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py',
+    'colorization': 'configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py',
+    'inpainting': 'configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
+    'npid': 'configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py',
+    'deepcluster': 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py',
+    'odc': 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py',
+    'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
+    'cpcv2': 'configs/cpc/cpcv2_r18-w32_1xb64-3000it_fmnist.py',
+    'dino': 'configs/dino/dino_r18-w32_1xb64-3000it_fmnist.py',
+    'dino-vit': 'configs/dino/dino_vit-tiny-p4_1xb64-3000it_fmnist.py',
+    'simclr': 'configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py',
+    'mocov2': 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py',
+    'mocov3': 'configs/mocov3/mocov3_r18-w32_1xb64-3000it_fmnist.py',
+    'byol': 'configs/byol/byol_r18-w32_1xb64-3000it_fmnist.py',
+    'simsiam': 'configs/simsiam/simsiam_r18-w32_1xb64-3000it_fmnist.py',
+    'swav': 'configs/swav/swav_r18-w32_1xb64-mcrop-3000it_fmnist.py',
+    'barlowtwins': 'configs/barlowtwins/barlowtwins_r18-w32_1xb64-3000it_fmnist.py',
+}
+#: settings applied on top of a method's config so that every method has the same backbone
+#: (ResNet-18 at half width); configs/mocov2's Fashion-MNIST config predates that size
+OVERRIDES: Dict[str, dict] = {
+    'mocov2': {'model.backbone.stem_channels': 32, 'model.backbone.base_channels': 32,
+               'model.neck.in_channels': 256, 'model.neck.hid_channels': 256},
+}
+SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
+
+#: methods whose loss needs state a hook builds first (pseudo labels before the first epoch):
+#: one 32 px view per sample, by construction of their configs
+KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0}
+
+PRESETS = {
+    # 2 CPU cores: a reduced set, ~200k backbone images each (PIRL: ~1000 iterations x 64)
+    'cpu': dict(budget=200_000, methods=['pirl', 'rotation', 'jigsaw', 'npid', 'mocov2'],
+                full_train=False, probe_train=10000, threads=2, workers=2),
+    # a lent GPU: all methods, all 60k training images, ~30 epochs of 2 views
+    'gpu': dict(budget=3_600_000, methods=list(METHODS), full_train=True, probe_train=60000,
+                threads=4, workers=6),
+}
+REFERENCE_PIXELS = 32 * 32
+
+
+# ------------------------------------------------------------------------------------ budget
+def backbone_images_per_sample(cfg, batch_size: int = 4) -> float:
+    """Pixels through ``model.backbone`` per training sample (in 32 x 32 images), measured
+    with a forward pre-hook over one real training batch."""
+    from mmengine.registry import DefaultScope
+    from mmssl_ext.registry import MODELS
+    from mmssl_ext.utils.config import build_dataloader
+    cfg = copy.deepcopy(cfg)
+    loader_cfg = cfg.train_dataloader
+    loader_cfg.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+        model = MODELS.build(cfg.model)
+        loader = build_dataloader(loader_cfg, seed=0)
+    model.init_weights()
+    model.train()
+    pixels = []
+
+    def hook(_module, args):
+        x = args[0]
+        pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
+
+    handle = model.backbone.register_forward_pre_hook(hook)
+    try:
+        batch = next(iter(loader))
+        data = model.data_preprocessor(batch, True)
+        model(**data, mode='loss')
+    finally:
+        handle.remove()
+    return sum(pixels) / batch_size / REFERENCE_PIXELS
+
+
+def rescale_schedule(cfg, iters: int) -> None:
+    """Set an iteration-based config to ``iters`` iterations, scaling its iteration schedulers
+    (``begin`` / ``end`` / ``T_max``) in proportion, one checkpoint at the end, no kNN hook."""
+    loop = cfg.train_cfg
+    if loop.get('type') != 'IterBasedTrainLoop':
+        raise ValueError(f'{cfg.filename}: the quality benchmark needs an iteration-based '
+                         f"config (train_cfg.type='IterBasedTrainLoop'), got {loop.get('type')}")
+    old = loop.max_iters
+    loop.max_iters = iters
+    scheds = cfg.param_scheduler
+    for s in (scheds if isinstance(scheds, (list, tuple)) else [scheds]):
+        if s.get('by_epoch', True):
+            raise ValueError(f'{cfg.filename}: param_scheduler {s.get("type")} is by epoch')
+        for key in ('begin', 'end', 'T_max'):
+            if key in s:
+                s[key] = min(iters, max(1, round(s[key] * iters / old))) if s[key] else 0
+    cfg.default_hooks.checkpoint.update(interval=iters, by_epoch=False, max_keep_ckpts=1)
+    cfg.default_hooks.logger.interval = max(1, min(50, iters // 20))
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'KNNEvalHook']
+
+
+def apply_data(cfg, full_train: bool, workers: int) -> None:
+    ds = cfg.train_dataloader.dataset
+    if full_train:
+        ds.pop('indices', None)
+    cfg.train_dataloader.num_workers = workers
+    cfg.train_dataloader.persistent_workers = workers > 0
+
+
+# -------------------------------------------------------------------------------- evaluation
+def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
+             raw_pixels: bool = False) -> Dict[str, float]:
+    """kNN k=20 / k=200 on 60k -> 10k and a linear probe on ``probe_train`` train images."""
+    from mmssl_ext.apis.knn_eval import (RawPixels, build_model, load_backbone_weights)
+    from mmssl_ext.evaluation.features import extract_features
+    from mmssl_ext.evaluation.knn import knn_evaluate
+    from mmssl_ext.evaluation.layer_probe import linear_probe
+    from mmssl_ext.utils.config import build_dataloader
+    knn = cfg.knn_eval
+    model = build_model(cfg, seed)
+    if checkpoint not in ('random', 'pixels'):
+        load_backbone_weights(model, checkpoint)
+    model.eval()
+    backbone = RawPixels() if raw_pixels else None
+    feats = {}
+    for split in ('train', 'val'):
+        loader = build_dataloader(knn[f'{split}_dataloader'], seed=seed)
+        feats[split] = extract_features(model, loader, normalize=False, backbone=backbone,
+                                        progress=False)
+    (tr_f, tr_y), (te_f, te_y) = feats['train'], feats['val']
+    out = knn_evaluate(torch.nn.functional.normalize(tr_f, dim=1), tr_y,
+                       torch.nn.functional.normalize(te_f, dim=1), te_y, ks=(20, 200),
+                       temperature=0.07, topk=(1, ))
+    g = torch.Generator().manual_seed(seed)
+    sub = torch.randperm(len(tr_f), generator=g)[:probe_train]
+    out['linear_top1'] = linear_probe(tr_f[sub], tr_y[sub], te_f, te_y)
+    return {k: round(float(v), 2) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------ runner
+def run_method(name: str, config: str, args, preset: dict) -> dict:
+    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.utils.config import load_config
+    cfg = load_config(osp.join(REPO, config))
+    cfg.merge_from_dict(OVERRIDES.get(name, {}))
+    apply_data(cfg, preset['full_train'], preset['workers'])
+    per_sample = KNOWN_IMAGES_PER_SAMPLE.get(name) or backbone_images_per_sample(cfg)
+    batch = cfg.train_dataloader.batch_size
+    iters = max(1, math.ceil(preset['budget'] / (batch * per_sample)))
+    row = dict(config=config, overrides=OVERRIDES.get(name, {}), batch_size=batch,
+               images_per_sample=round(per_sample, 3),
+               iterations=iters, samples=iters * batch,
+               backbone_images=round(iters * batch * per_sample))
+    print(f'[{name}] {per_sample:.2f} backbone images per sample -> {iters} iterations x '
+          f'{batch}', flush=True)
+    if args.dry_run:
+        return row
+    rescale_schedule(cfg, iters)
+    work = osp.join(args.work_dir, name)
+    cfg.work_dir = work
+    cfg.experiment_name = f'quality_{name}'
+    dumped = osp.join(args.work_dir, f'{name}.py')
+    os.makedirs(args.work_dir, exist_ok=True)
+    cfg.dump(dumped)
+    start = time.time()
+    train_api.main([dumped, '--work-dir', work])
+    row['train_seconds'] = round(time.time() - start, 1)
+    row['images_per_second'] = round(row['samples'] / row['train_seconds'], 1)
+    start = time.time()
+    row.update(evaluate(cfg, osp.join(work, f'iter_{iters}.pth'), preset['probe_train']))
+    row['eval_seconds'] = round(time.time() - start, 1)
+    print(f'[{name}] {row}', flush=True)
+    return row
+
+
+def markdown(report: dict) -> str:
+    lines = [f"## Feature quality, preset `{report['preset']}` ({report['date']})", '',
+             f"Command: `{report['command']}`  ",
+             f"Machine: {report['machine']}  ",
+             f"Budget: {report['budget']:,} backbone-equivalent 32 px images per method "
+             f"({'all 60k' if report['full_train'] else 'the first 10k'} training images); "
+             f"linear probe on {report['probe_train']} training images.", '',
+             '| method | kNN k=20 | kNN k=200 | linear | iterations x batch | backbone images '
+             '/ sample | train s | samples / s |',
+             '|---|---:|---:|---:|---|---:|---:|---:|']
+    for name, r in report['rows'].items():
+        if 'k20_top1' not in r:
+            lines.append(f"| {name} | {r.get('error', 'not run')} | | | | | | |")
+            continue
+        it = f"{r['iterations']} x {r['batch_size']}" if 'iterations' in r else '-'
+        lines.append(f"| {name} | {r['k20_top1']:.2f} | {r['k200_top1']:.2f} | "
+                     f"{r['linear_top1']:.2f} | {it} | {r.get('images_per_sample', '-')} | "
+                     f"{r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
+    p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all'],
+                   help='methods (default: the preset\'s)')
+    p.add_argument('--budget', type=int, help='backbone-equivalent images per method')
+    p.add_argument('--no-baselines', action='store_true')
+    p.add_argument('--dry-run', action='store_true', help='only measure and print iterations')
+    p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
+    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results'))
+    args = p.parse_args(argv)
+    preset = dict(PRESETS[args.preset])
+    if args.budget:
+        preset['budget'] = args.budget
+    methods = args.methods or preset['methods']
+    if 'all' in methods:
+        methods = list(METHODS)
+    torch.set_num_threads(preset['threads'])
+    import mmssl_ext  # noqa: F401
+    from mmssl_ext.utils.config import load_config
+    report = dict(preset=args.preset, budget=preset['budget'],
+                  full_train=preset['full_train'], probe_train=preset['probe_train'],
+                  command='python benchmarks/quality.py ' + ' '.join(argv or sys.argv[1:]),
+                  machine=(f'{platform.processor() or platform.machine()}, '
+                           f'{os.cpu_count()} cores, torch {torch.__version__}, '
+                           + (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                              else f'CPU, {preset["threads"]} threads')),
+                  date=datetime.date.today().isoformat(), rows={})
+    if not args.no_baselines and not args.dry_run:
+        cfg = load_config(osp.join(REPO, METHODS['pirl']))
+        report['rows']['raw pixels'] = evaluate(cfg, 'pixels', preset['probe_train'],
+                                                raw_pixels=True)
+        report['rows']['random init'] = evaluate(cfg, 'random', preset['probe_train'])
+        methods = list(methods) + ['supervised']
+    for name in methods:
+        config = SUPERVISED if name == 'supervised' else METHODS[name]
+        if not osp.isfile(osp.join(REPO, config)):
+            report['rows'][name] = dict(config=config, error='config missing')
+            continue
+        report['rows'][name] = run_method(name, config, args, preset)
+        if not args.dry_run:
+            _write(report, args)
+    if not args.dry_run:
+        _write(report, args)
+        print(markdown(report))
+    return report
+
+
+def _write(report: dict, args) -> None:
+    os.makedirs(args.out, exist_ok=True)
+    base = osp.join(args.out, f"quality_{report['preset']}")
+    with open(base + '.json', 'w') as f:
+        json.dump(report, f, indent=1)
+    with open(base + '.md', 'w') as f:
+        f.write(markdown(report))
+
+
+if __name__ == '__main__':
+    main()
