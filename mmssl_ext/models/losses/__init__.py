@@ -1,5 +1,6 @@
 """Losses of the self-supervised methods (plain nn.Modules registered in MODELS)."""
 from .distillation import DistillationKLLoss
 from .nce import InfoNCELoss, NCELoss
+from .dino_loss import DINOLoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']

@@ -1,0 +1,73 @@
+# DINO (Caron et al., ICCV 2021) with mmpretrain's VisionTransformer, ViT-S/16 (DeiT-small:
+# 384 dims, 12 layers, 6 heads; mmpretrain's arch 'small' is a different, 768-dim model), on
+# ImageNet, 8 GPUs x 64 images, 100 epochs: the paper's / official ViT recipe.
+#   AdamW, lr 5e-4 x (batch / 256) after 10 linear warm-up epochs, cosine to 1e-6; weight decay
+#   cosine from 0.04 to 0.4 (a CosineAnnealingParamScheduler on 'weight_decay'; eta_min_ratio
+#   keeps the no-decay groups at 0); gradient clipping 3.0; stochastic depth 0.1 (student only);
+#   head 384 -> 2048 -> 2048 -> 256 -> 65536 (weight-normalised, last layer frozen for the first
+#   epoch); teacher momentum 0.996 -> 1 (cosine); student temperature 0.1; teacher temperature
+#   0.04 -> 0.07 over the first 30 epochs; centre momentum 0.9; 2 global crops of 224 px, scale
+#   (0.4, 1), and 8 local crops of 96 px, scale (0.05, 0.4) (the 96 px crops give 6x6 patches:
+#   the ViT resizes its position embedding to every input size).
+# Everything not stated here (data, colour augmentation, data preprocessor) as the ResNet-50 recipe.
+#   bash tools/dist_train.sh configs/dino/dino_vit-small-p16_8xb64-100e_in1k.py 8
+_base_ = ['./dino_r50_8xb64-100e_in1k.py']
+
+iters_per_epoch = 1281167 // (8 * 64)  # as the base file: 2502 steps per epoch
+teacher_temp_warmup_epochs = 30
+num_local_crops = 8
+
+model = dict(
+    backbone=dict(_delete_=True, type='VisionTransformer', arch='deit-small', img_size=224,
+                  patch_size=16, drop_path_rate=0.1, out_type='cls_token', final_norm=True,
+                  interpolate_mode='bicubic'),
+    neck=None,
+    head=dict(in_channels=384),
+    loss=dict(teacher_temp=0.07, warmup_teacher_temp=0.04,
+              warmup_iters=teacher_temp_warmup_epochs * iters_per_epoch))
+
+color_jitter = [
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomApply',
+         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
+                          hue=0.1)],
+         prob=0.8),
+    dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
+         channel_weights=(0.114, 0.587, 0.2989)),
+]
+global_crop = dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.4, 1.),
+                   interpolation='bicubic', backend='pillow')
+local_crop = dict(type='RandomResizedCrop', scale=96, crop_ratio_range=(0.05, 0.4),
+                  interpolation='bicubic', backend='pillow')
+global_pipeline1 = [
+    global_crop, *color_jitter,
+    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=1.0),
+]
+global_pipeline2 = [
+    global_crop, *color_jitter,
+    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.1),
+    dict(type='Solarize', thr=128, prob=0.2),
+]
+local_pipeline = [
+    local_crop, *color_jitter,
+    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.5),
+]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='MultiView', num_views=[1, 1, num_local_crops],
+         transforms=[global_pipeline1, global_pipeline2, local_pipeline]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=5e-4 * 64 * 8 / 256, weight_decay=0.04,
+                   betas=(0.9, 0.999)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=90, eta_min=1e-6, by_epoch=True, begin=10, end=100,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingParamScheduler', param_name='weight_decay', eta_min_ratio=10.0,
+         T_max=100, by_epoch=True, begin=0, end=100, convert_to_iter_based=True),
+]
