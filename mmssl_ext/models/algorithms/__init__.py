@@ -1,4 +1,6 @@
+from .cmc import CMC, CMCDataPreprocessor
 from .colorization import Colorization, ColorizationDataPreprocessor
+from .cpc import CPCv2
 from .dino import DINO
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
@@ -8,7 +10,8 @@ from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction
 
 __all__ = [
-    'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
+    'CMC', 'CMCDataPreprocessor', 'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
+    'CPCv2',
     'DINO', 'JigsawPuzzle', 'NPID', 'PIRL', 'RelativeLocation',
     'RotationPrediction'
 ]

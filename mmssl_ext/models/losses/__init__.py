@@ -2,5 +2,6 @@
 from .distillation import DistillationKLLoss
 from .nce import InfoNCELoss, NCELoss
 from .dino_loss import DINOLoss  # noqa: F401
+from .cpc_infonce import CPCInfoNCELoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']

@@ -1,0 +1,284 @@
+"""CMC: Contrastive Multiview Coding (Tian, Krishnan & Isola, 2019; ECCV 2020)."""
+import copy
+from itertools import combinations
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import ModuleList
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.structures import DataSample
+
+from mmssl_ext.models.utils.lab import rgb_to_lab
+from mmssl_ext.registry import MODELS
+
+# Normalisation of CMC's reference code (RGB2Lab + Normalize): the centre and half-range of each
+# Lab channel over the sRGB gamut, L in [0, 100], a in [-86.183, 98.233], b in [-107.857, 94.478].
+CMC_LAB_MEAN = (50.0, (-86.183 + 98.233) / 2, (-107.857 + 94.478) / 2)
+CMC_LAB_STD = (50.0, (86.183 + 98.233) / 2, (107.857 + 94.478) / 2)
+_OBJECTIVES = ('core', 'full')
+
+
+@MODELS.register_module()
+class CMCDataPreprocessor(SelfSupDataPreprocessor):
+    """Packed uint8 image batch -> normalised CIE Lab -> one tensor per view (channel groups).
+
+    ``B x 3 x H x W`` images in ``[0, 255]`` (BGR from ``LoadImageFromFile``; ``to_rgb=True``
+    swaps them to RGB first, as mmpretrain's ``SelfSupDataPreprocessor`` does; ``B x 1 x H x W``
+    gray images are taken as R = G = B) -> sRGB in ``[0, 1]`` -> Lab (``rgb_to_lab``) ->
+    ``(Lab - lab_mean) / lab_std`` per channel -> view ``m`` is channels ``view_channels[m]``
+    of input copy ``view_inputs[m]``:
+
+    * training mode: ``inputs = [view_0, ..., view_{M-1}]`` for :class:`CMC`;
+    * test mode (``training=False``): ``inputs = view_0`` only, a plain tensor: what the first
+      encoder (``model.backbone``) sees, so kNN / probes / ``extract_features`` work with a CMC
+      config unchanged.
+
+    The default is the paper's L / ab split of one crop (``view_channels=((0,), (1, 2))``).
+    ``view_inputs`` selects, per view, which augmented copy of the image the view is taken from
+    when the pipeline packs several (mmpretrain's ``MultiView``: ``inputs`` is then a list): e.g.
+    ``view_channels=((0,), (0,)), view_inputs=(0, 1)`` gives two views = the L channel of two
+    different crops (a split that also works on gray images).  Default: every view from copy 0.
+
+    Args:
+        view_channels: one channel group (indices into L, a, b) per view, ``M >= 2`` groups.
+        view_inputs: per view, the index of the image copy (``None``: all 0).
+        lab_mean, lab_std: per-channel normalisation of L, a, b (CMC's defaults).
+        to_rgb: swap BGR input to RGB (``False`` for RGB input).
+    """
+
+    def __init__(self,
+                 view_channels: Sequence[Sequence[int]] = ((0, ), (1, 2)),
+                 view_inputs: Optional[Sequence[int]] = None,
+                 lab_mean: Sequence[float] = CMC_LAB_MEAN,
+                 lab_std: Sequence[float] = CMC_LAB_STD,
+                 to_rgb: bool = True,
+                 non_blocking: Optional[bool] = False):
+        super().__init__(to_rgb=to_rgb, non_blocking=non_blocking)
+        groups = [tuple(int(c) for c in g) for g in view_channels]
+        if len(groups) < 2:
+            raise ValueError(f'CMCDataPreprocessor: view_channels needs at least 2 views, got '
+                             f'{view_channels!r}')
+        for g in groups:
+            if not g or any(c not in (0, 1, 2) for c in g) or len(set(g)) != len(g):
+                raise ValueError('CMCDataPreprocessor: each view_channels group must be a '
+                                 'non-empty list of distinct Lab channel indices in {0, 1, 2}, '
+                                 f'got {list(g)} in view_channels={view_channels!r}')
+        if view_inputs is None:
+            view_inputs = (0, ) * len(groups)
+        view_inputs = tuple(int(i) for i in view_inputs)
+        if len(view_inputs) != len(groups) or any(i < 0 for i in view_inputs):
+            raise ValueError(f'CMCDataPreprocessor: view_inputs={view_inputs!r} must give one '
+                             f'non-negative input index per view ({len(groups)} views)')
+        if len(lab_mean) != 3 or len(lab_std) != 3 or not all(s > 0 for s in lab_std):
+            raise ValueError(f'CMCDataPreprocessor: lab_mean / lab_std need 3 values each (std '
+                             f'> 0), got {lab_mean!r} / {lab_std!r}')
+        self.view_channels = groups
+        self.view_inputs = view_inputs
+        self.register_buffer('lab_mean', torch.tensor(lab_mean, dtype=torch.float32).view(
+            1, 3, 1, 1), persistent=False)
+        self.register_buffer('lab_std', torch.tensor(lab_std, dtype=torch.float32).view(
+            1, 3, 1, 1), persistent=False)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.view_channels)
+
+    def _lab(self, img: torch.Tensor) -> torch.Tensor:
+        if not isinstance(img, torch.Tensor) or img.ndim != 4 or img.shape[1] not in (1, 3):
+            shape = tuple(img.shape) if isinstance(img, torch.Tensor) else \
+                f'a {type(img).__name__}'
+            raise ValueError('CMCDataPreprocessor expects B x 3 (or 1) x H x W image batches, '
+                             f'got {shape}')
+        if img.shape[1] == 1:
+            img = img.expand(-1, 3, -1, -1)
+        elif self._channel_conversion:
+            img = img[:, [2, 1, 0], ...]
+        lab = rgb_to_lab((img.float() / 255.0).clamp(0.0, 1.0))
+        return (lab - self.lab_mean) / self.lab_std
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        if not isinstance(data, dict):
+            raise TypeError('use default_collate in the dataloader (got '
+                            f'{type(data).__name__}, expected a dict)')
+        inputs, data_samples = self.cast_data([data['inputs'], data.get('data_samples')])
+        copies = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not training:  # the first view, from the (first) image: what model.backbone sees
+            return dict(inputs=self._lab(copies[0])[:, list(self.view_channels[0])],
+                        data_samples=data_samples)
+        if max(self.view_inputs) >= len(copies):
+            raise ValueError(
+                f'CMCDataPreprocessor: view_inputs={self.view_inputs} needs '
+                f'{max(self.view_inputs) + 1} augmented copies per sample (MultiView in the '
+                f'pipeline), got {len(copies)}')
+        labs = {i: self._lab(copies[i]) for i in sorted(set(self.view_inputs))}
+        views = [labs[i][:, list(ch)] for i, ch in zip(self.view_inputs, self.view_channels)]
+        return dict(inputs=views, data_samples=data_samples)
+
+
+@MODELS.register_module()
+class CMC(BaseSelfSupervisor):
+    r"""Contrastive Multiview Coding with one encoder and one memory bank per view.
+
+    Tian, Krishnan & Isola, "Contrastive Multiview Coding", arXiv 1906.05849 (ECCV 2020).  An
+    image gives ``M >= 2`` views ``v_1 .. v_M`` (by default the L and ab channels of its Lab
+    colour, :class:`CMCDataPreprocessor`); view ``i`` has its own encoder ``f_i`` (backbone +
+    linear projection to 128-d, L2-normalised) and its own memory bank ``m^i`` (one running
+    embedding per training image, :class:`~mmssl_ext.models.memories.MemoryBank`)::
+
+        z_i   = normalize(neck_i(backbone_i(v_i)))                         B x 128, view i
+        L_contrast^{i,j} = NCE(s+ = <z_i, m^j[idx]>,  s- = <z_i, m^j[n]>, n ~ bank)   (anchor i)
+        L(V_i, V_j)      = L_contrast^{i,j} + L_contrast^{j,i}            both directions
+        core view : L_C = sum_{j != c} L(V_c, V_j)                        (c = core_view = 0)
+        full graph: L_F = sum_{i < j}  L(V_i, V_j)                        all M(M-1)/2 pairs
+        m^i[idx] <- normalize(mu * m^i[idx] + (1 - mu) * z_i)             after the loss
+
+    The positive of anchor ``z_i`` is the OTHER view's memory entry of the same image (before
+    this step's update) and its negatives are that bank's entries of other images; the gradient
+    of ``L_contrast^{i,j}`` thus reaches encoder ``i`` only.  The negative indices are drawn once
+    per step (uniformly, excluding the batch for ``sampling='shared'``) and used for every bank,
+    as CMC's reference code does.  ``NCE`` is the softmax InfoNCE (``InfoNCELoss``, CMC's
+    recommended ``--softmax`` for ResNets) or NPID's binary NCE (``NCELoss``; each directed term
+    gets its own loss module, hence its own normalising constant ``Z``, as CMC's ``Z_l`` /
+    ``Z_ab``).  With ``M = 2`` the two objectives coincide.  The pair terms are SUMMED (the
+    formulas above); each directed term is logged as ``nce_{i}to{j}`` (anchor ``i``).
+
+    Defaults (paper / reference code, ImageNet): 128-d embeddings, 16384 negatives, memory
+    momentum 0.5, temperature 0.07.
+
+    **Transfer / kNN.** ``self.backbone`` is the encoder of view 0 (the L encoder): tools that
+    use ``model.backbone`` (``tools/knn_eval.py``, ``extract_backbone.py``, the kNN hook) see it,
+    and the data preprocessor's test mode feeds it view 0.  The other encoders are
+    ``self.view_backbones[j - 1]``; :meth:`extract_views` returns every view's pooled feature
+    (the paper's linear evaluation concatenates the L and ab features).
+
+    Args:
+        backbones: one backbone config per view (``in_channels`` = the view's channel count).
+        neck: projection config (e.g. ``LinearNeck`` to 128, no norm), one copy per view, or a
+            list of ``M`` configs.
+        memory_bank: ``MemoryBank`` config, one bank per view (all of the same size).
+        loss: ``InfoNCELoss`` or ``NCELoss`` config (temperature 0.07), one per directed term.
+        objective: ``'core'`` or ``'full'``.
+        core_view: the core view ``c`` of the core-view objective.
+        data_preprocessor: ``CMCDataPreprocessor`` config (the default).
+    """
+
+    def __init__(self,
+                 backbones: List[dict],
+                 neck: Union[dict, List[dict]],
+                 memory_bank: dict,
+                 loss: dict = dict(type='InfoNCELoss', temperature=0.07),
+                 objective: str = 'core',
+                 core_view: int = 0,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if not isinstance(backbones, (list, tuple)) or len(backbones) < 2:
+            raise ValueError('CMC: backbones must be a list of one backbone config per view '
+                             f'(at least 2), got {backbones!r:.200}')
+        num_views = len(backbones)
+        necks = list(neck) if isinstance(neck, (list, tuple)) else [
+            copy.deepcopy(neck) for _ in range(num_views)]
+        if len(necks) != num_views:
+            raise ValueError(f'CMC: {len(necks)} neck configs for {num_views} views')
+        if objective not in _OBJECTIVES:
+            raise ValueError(f'CMC: objective must be one of {_OBJECTIVES}, got {objective!r}')
+        if not 0 <= core_view < num_views:
+            raise ValueError(f'CMC: core_view={core_view} is not a view index (0..'
+                             f'{num_views - 1})')
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='CMCDataPreprocessor')
+        super().__init__(backbone=backbones[0], neck=necks[0],
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.num_views = num_views
+        self._check_views(backbones)
+        self.view_backbones = ModuleList(  # mmengine's: init_weights reaches them
+            MODELS.build(b) for b in backbones[1:])
+        self.view_necks = ModuleList(MODELS.build(n) for n in necks[1:])
+        self.memory_banks = nn.ModuleList(
+            MODELS.build(copy.deepcopy(memory_bank)) for _ in range(num_views))
+        self.objective = objective
+        self.core_view = core_view
+        if objective == 'core':
+            self.pairs = [(core_view, j) for j in range(num_views) if j != core_view]
+        else:
+            self.pairs = list(combinations(range(num_views), 2))
+        loss = dict(loss)
+        if loss.get('type') == 'NCELoss':
+            loss.setdefault('num_data', self.memory_banks[0].length)
+        # one loss module per directed term (anchor i, bank j): NCE's Z is per direction
+        self.losses = nn.ModuleDict()
+        for i, j in self.pairs:
+            for a, b in ((i, j), (j, i)):
+                self.losses[f'{a}to{b}'] = MODELS.build(copy.deepcopy(loss))
+
+    def _check_views(self, backbones: List[dict]) -> None:
+        pre = self.data_preprocessor
+        if not isinstance(pre, CMCDataPreprocessor):
+            return
+        if pre.num_views != self.num_views:
+            raise ValueError(f'CMC: {self.num_views} backbones but the data preprocessor makes '
+                             f'{pre.num_views} views (view_channels={pre.view_channels})')
+        for m, (cfg, ch) in enumerate(zip(backbones, pre.view_channels)):
+            if isinstance(cfg, dict) and cfg.get('in_channels', 3) != len(ch):
+                raise ValueError(
+                    f'CMC: view {m} has {len(ch)} channel(s) (view_channels[{m}]={list(ch)}) but '
+                    f"backbones[{m}].in_channels={cfg.get('in_channels', 3)}")
+
+    @property
+    def encoders(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """``(backbone, neck)`` of every view; view 0 is ``(self.backbone, self.neck)``."""
+        return [(self.backbone, self.neck)] + list(zip(self.view_backbones, self.view_necks))
+
+    def embed(self, views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """``z_i = normalize(neck_i(backbone_i(v_i)))`` for every view."""
+        return [F.normalize(neck(backbone(v))[0], dim=1)
+                for (backbone, neck), v in zip(self.encoders, views)]
+
+    @torch.no_grad()
+    def extract_views(self, views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Globally pooled last-stage features of every view's backbone (``B x C_i`` each)."""
+        out = []
+        for (backbone, _), v in zip(self.encoders, views):
+            feat = backbone(v)[-1]
+            out.append(feat.mean(dim=(2, 3)) if feat.ndim == 4 else feat)
+        return out
+
+    def pair_terms(self, z: Sequence[torch.Tensor],
+                   idx: torch.Tensor) -> Dict[Tuple[int, int], torch.Tensor]:
+        """The directed terms ``L_contrast^{i,j}`` (anchor ``z_i``, bank ``j``) of the objective,
+        keyed ``(i, j)``.  Does not update the banks."""
+        banks = self.memory_banks
+        neg_idx = banks[0].sample_indices(idx)  # one draw, used for every bank
+        terms = {}
+        for i, j in self.pairs:
+            for a, b in ((i, j), (j, i)):
+                mem = banks[b].get(idx).detach().to(z[a].dtype)
+                negs = banks[b].feats[neg_idx].detach().to(z[a].dtype)
+                pos = (z[a] * mem).sum(dim=1)
+                if negs.ndim == 2:  # shared negatives: one matmul
+                    neg = z[a] @ negs.t()
+                else:  # per-sample negatives B x K x D
+                    neg = torch.einsum('bd,bkd->bk', z[a], negs)
+                terms[(a, b)] = self.losses[f'{a}to{b}'](pos, neg)
+        return terms
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != self.num_views:
+            got = f'{len(inputs)} views' if isinstance(inputs, (list, tuple)) else \
+                f'a {type(inputs).__name__}'
+            raise ValueError(f'CMC expects a list of {self.num_views} views per batch (from '
+                             f'CMCDataPreprocessor in training mode), got {got}')
+        idx = torch.as_tensor([int(ds.sample_idx) for ds in data_samples],
+                              device=inputs[0].device, dtype=torch.long)
+        idx = self.memory_banks[0]._check_idx(idx)
+        z = self.embed(inputs)
+        terms = self.pair_terms(z, idx)
+        for bank, z_m in zip(self.memory_banks, z):
+            bank.update(idx, z_m.detach())
+        out = dict(loss=sum(terms.values()))
+        # only 'loss' is optimised; the directed terms are logged (mmengine sums keys with 'loss')
+        out.update({f'nce_{a}to{b}': t.detach() for (a, b), t in terms.items()})
+        return out
