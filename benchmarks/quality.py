@@ -20,7 +20,7 @@ the same backbone on the labels with the same budget (an upper bound).
 
     .venv/bin/python benchmarks/quality.py --preset cpu       # reduced set, < 1 h on 2 cores
     .venv/bin/python benchmarks/quality.py --preset gpu       # all methods, 60k images, GPU
-    .venv/bin/python benchmarks/quality.py --methods pirl rotation --budget 50000
+    .venv/bin/python benchmarks/quality.py --methods pirl rotation --budget 50000 --baselines
 
 Writes ``benchmarks/results/quality_<preset>.json`` and ``.md`` (the command, the machine, the
 date with every table).
@@ -55,6 +55,7 @@ METHODS: Dict[str, str] = {
     'deepcluster': 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py',
     'odc': 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py',
     'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
+    'cmc-lcrops': 'configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py',
     'cpcv2': 'configs/cpc/cpcv2_r18-w32_1xb64-3000it_fmnist.py',
     'dino': 'configs/dino/dino_r18-w32_1xb64-3000it_fmnist.py',
     'dino-vit': 'configs/dino/dino_vit-tiny-p4_1xb64-3000it_fmnist.py',
@@ -242,10 +243,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all'],
                    help='methods (default: the preset\'s)')
     p.add_argument('--budget', type=int, help='backbone-equivalent images per method')
-    p.add_argument('--no-baselines', action='store_true')
+    p.add_argument('--baselines', nargs='*', default=['pixels', 'random', 'supervised'],
+                   choices=['pixels', 'random', 'supervised'],
+                   help='baselines to run (default all three; none: --baselines)')
     p.add_argument('--dry-run', action='store_true', help='only measure and print iterations')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results'))
+    p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
     args = p.parse_args(argv)
     preset = dict(PRESETS[args.preset])
     if args.budget:
@@ -264,11 +268,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
                            + (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                               else f'CPU, {preset["threads"]} threads')),
                   date=datetime.date.today().isoformat(), rows={})
-    if not args.no_baselines and not args.dry_run:
+    if not args.dry_run:
         cfg = load_config(osp.join(REPO, METHODS['pirl']))
-        report['rows']['raw pixels'] = evaluate(cfg, 'pixels', preset['probe_train'],
-                                                raw_pixels=True)
-        report['rows']['random init'] = evaluate(cfg, 'random', preset['probe_train'])
+        if 'pixels' in args.baselines:
+            report['rows']['raw pixels'] = evaluate(cfg, 'pixels', preset['probe_train'],
+                                                    raw_pixels=True)
+        if 'random' in args.baselines:
+            report['rows']['random init'] = evaluate(cfg, 'random', preset['probe_train'])
+    if 'supervised' in args.baselines:
         methods = list(methods) + ['supervised']
     for name in methods:
         config = SUPERVISED if name == 'supervised' else METHODS[name]
@@ -286,7 +293,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 def _write(report: dict, args) -> None:
     os.makedirs(args.out, exist_ok=True)
-    base = osp.join(args.out, f"quality_{report['preset']}")
+    base = osp.join(args.out, f"quality_{args.tag or report['preset']}")
     with open(base + '.json', 'w') as f:
         json.dump(report, f, indent=1)
     with open(base + '.md', 'w') as f:
