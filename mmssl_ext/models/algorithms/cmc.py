@@ -11,7 +11,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.structures import DataSample
 
-from mmssl_ext.models.utils.lab import rgb_to_lab
+from mmssl_ext.models.utils.lab import packed_images_to_lab
 from mmssl_ext.registry import MODELS
 
 # Normalisation of CMC's reference code (RGB2Lab + Normalize): the centre and half-range of each
@@ -87,16 +87,7 @@ class CMCDataPreprocessor(SelfSupDataPreprocessor):
         return len(self.view_channels)
 
     def _lab(self, img: torch.Tensor) -> torch.Tensor:
-        if not isinstance(img, torch.Tensor) or img.ndim != 4 or img.shape[1] not in (1, 3):
-            shape = tuple(img.shape) if isinstance(img, torch.Tensor) else \
-                f'a {type(img).__name__}'
-            raise ValueError('CMCDataPreprocessor expects B x 3 (or 1) x H x W image batches, '
-                             f'got {shape}')
-        if img.shape[1] == 1:
-            img = img.expand(-1, 3, -1, -1)
-        elif self._channel_conversion:
-            img = img[:, [2, 1, 0], ...]
-        lab = rgb_to_lab((img.float() / 255.0).clamp(0.0, 1.0))
+        lab = packed_images_to_lab(img, self._channel_conversion, 'CMCDataPreprocessor')
         return (lab - self.lab_mean) / self.lab_std
 
     def forward(self, data: dict, training: bool = False) -> dict:

@@ -8,7 +8,7 @@ from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.structures import DataSample
 
 from mmssl_ext.registry import MODELS
-from mmssl_ext.models.utils.lab import rgb_to_lab
+from mmssl_ext.models.utils.lab import packed_images_to_lab
 
 
 @MODELS.register_module()
@@ -42,17 +42,8 @@ class ColorizationDataPreprocessor(SelfSupDataPreprocessor):
             raise TypeError('use default_collate in the dataloader (got '
                             f'{type(data).__name__}, expected a dict)')
         inputs, data_samples = self.cast_data([data['inputs'], data.get('data_samples')])
-        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 \
-                or inputs.shape[1] not in (1, 3):
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else \
-                f'a {type(inputs).__name__}'
-            raise ValueError('ColorizationDataPreprocessor expects one image view per sample, '
-                             f'a B x 3 (or 1) x H x W batch, got {shape}')
-        if inputs.shape[1] == 1:
-            inputs = inputs.expand(-1, 3, -1, -1)
-        elif self._channel_conversion:
-            inputs = inputs[:, [2, 1, 0], ...]
-        lab = rgb_to_lab((inputs.float() / 255.0).clamp(0.0, 1.0))
+        lab = packed_images_to_lab(inputs, self._channel_conversion,
+                                   'ColorizationDataPreprocessor')
         lightness = (lab[:, :1] - self.l_mean) / self.l_std
         if training:
             return dict(inputs=[lightness, lab[:, 1:]], data_samples=data_samples)

@@ -78,6 +78,24 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     return rgb.clamp(0.0, 1.0) if clip else rgb
 
 
+def packed_images_to_lab(img: torch.Tensor, swap_rb: bool, who: str) -> torch.Tensor:
+    """A packed uint8 image batch (``B x 3 x H x W`` in ``[0, 255]``, BGR if ``swap_rb``, or
+    ``B x 1 x H x W`` gray taken as R = G = B) as CIE Lab ``B x 3 x H x W``.
+
+    The shared first step of the data preprocessors that feed Lab channels to a backbone
+    (Colorization, CMC); ``who`` names the caller in the error for any other input.
+    """
+    if not isinstance(img, torch.Tensor) or img.ndim != 4 or img.shape[1] not in (1, 3):
+        shape = tuple(img.shape) if isinstance(img, torch.Tensor) else f'a {type(img).__name__}'
+        raise ValueError(f'{who} expects one image view per sample, a B x 3 (or 1) x H x W '
+                         f'batch, got {shape}')
+    if img.shape[1] == 1:
+        img = img.expand(-1, 3, -1, -1)
+    elif swap_rb:
+        img = img[:, [2, 1, 0], ...]
+    return rgb_to_lab((img.float() / 255.0).clamp(0.0, 1.0))
+
+
 @functools.lru_cache(maxsize=8)
 def in_gamut_ab_bins(grid_size: float = 10.0) -> Tuple[Tuple[float, float], ...]:
     """Centres ``(a, b)`` of the ab grid cells (size ``grid_size``, centres on its multiples)
