@@ -1,4 +1,5 @@
 from .knn_hook import KNNEvalHook
+from .deepcluster_hook import DeepClusterHook, ODCHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
 from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError

@@ -1,17 +1,18 @@
 from .cmc import CMC, CMCDataPreprocessor
 from .colorization import Colorization, ColorizationDataPreprocessor
 from .cpc import CPCv2
+from .deepcluster import DeepCluster, SobelDataPreprocessor
 from .dino import DINO
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
 from .npid import NPID
+from .odc import ODC
 from .pirl import PIRL
 from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction
 
 __all__ = [
     'CMC', 'CMCDataPreprocessor', 'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
-    'CPCv2',
-    'DINO', 'JigsawPuzzle', 'NPID', 'PIRL', 'RelativeLocation',
-    'RotationPrediction'
+    'CPCv2', 'DeepCluster', 'DINO', 'JigsawPuzzle', 'NPID', 'ODC', 'PIRL', 'RelativeLocation',
+    'RotationPrediction', 'SobelDataPreprocessor'
 ]

@@ -1,0 +1,410 @@
+"""Re-clustering hooks: ``DeepClusterHook`` (k-means every epoch) and ``ODCHook`` (ODC's memory).
+
+Both extract features of the WHOLE training set with a non-augmented pipeline (the hook's
+``pipeline``, applied to ``train_dataloader.dataset``, so the indices are the training indices),
+using :func:`mmssl_ext.evaluation.extract_features`: under DDP every rank extracts its shard and
+ends with the full matrix.  k-means (:func:`mmssl_ext.clustering.kmeans`, faiss) runs on rank 0
+only and its labels are broadcast, so every rank holds identical labels whatever faiss does with
+threads or GPUs.  Single process: the same code without the collectives (mmselfsup's hooks
+assumed DDP and broke in one process).  All state lives in model buffers, so it is checkpointed.
+"""
+import copy
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.dist import broadcast, get_world_size, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmssl_ext.clustering import kmeans
+from mmssl_ext.evaluation.features import extract_features
+from mmssl_ext.registry import HOOKS
+from mmssl_ext.utils.config import build_dataloader
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def build_extraction_loader(runner, pipeline: Sequence[dict], batch_size: int,
+                            num_workers: Optional[int] = None):
+    """A non-shuffled loader over ``train_dataloader.dataset`` with ``pipeline`` instead of the
+    training augmentations (same samples, same order, same ``sample_idx``)."""
+    train_cfg = runner.cfg.get('train_dataloader', None)
+    if train_cfg is None or 'dataset' not in train_cfg:
+        raise ValueError('the clustering hooks need cfg.train_dataloader.dataset')
+    dataset = copy.deepcopy(train_cfg['dataset'])
+    if not isinstance(dataset, dict) or 'pipeline' not in dataset:
+        raise ValueError('the clustering hooks replace the pipeline of train_dataloader.dataset; '
+                         'it must be a dataset config with a pipeline (dataset wrappers such as '
+                         'RepeatDataset are not supported)')
+    dataset['pipeline'] = copy.deepcopy(list(pipeline))
+    if num_workers is None:
+        num_workers = int(train_cfg.get('num_workers', 0))
+    loader = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+                  sampler=dict(type='DefaultSampler', shuffle=False),
+                  collate_fn=dict(type='default_collate'), dataset=dataset)
+    return build_dataloader(loader, seed=runner.seed)
+
+
+def _check_pipeline(pipeline, owner: str) -> List[dict]:
+    if not isinstance(pipeline, (list, tuple)) or not pipeline:
+        raise ValueError(f'{owner}: pipeline must be a non-empty list of transforms (the '
+                         f'non-augmented feature-extraction pipeline), got {pipeline!r}')
+    return list(pipeline)
+
+
+def _cluster_on_rank0(feats: torch.Tensor, k: int, **kmeans_kwargs):
+    """k-means on rank 0, labels broadcast to every rank; ``(labels, summary or None)``."""
+    n = len(feats)
+    labels = torch.empty(n, dtype=torch.long)
+    summary = None
+    if is_main_process():
+        res = kmeans(feats, k, **kmeans_kwargs)
+        labels = torch.from_numpy(res.assignments.astype(np.int64))
+        summary = res.summary()
+    if get_world_size() > 1:
+        broadcast(labels, src=0)
+    return labels, summary
+
+
+def _nmi(a: torch.Tensor, b: torch.Tensor) -> Optional[float]:
+    try:
+        from sklearn.metrics import normalized_mutual_info_score
+    except ImportError:  # pragma: no cover
+        return None
+    return float(normalized_mutual_info_score(a.cpu().numpy(), b.cpu().numpy()))
+
+
+def _train_sampler(runner):
+    loader = runner.train_dataloader
+    sampler = getattr(loader, 'sampler', None)
+    if hasattr(sampler, 'set_labels'):
+        return sampler
+    batch_sampler = getattr(loader, 'batch_sampler', None)
+    sampler = getattr(batch_sampler, 'sampler', None)
+    return sampler if hasattr(sampler, 'set_labels') else None
+
+
+def _check_sizes(owner: str, n_model: int, key: str, k: int, k_key: str, runner) -> None:
+    n = len(runner.train_dataloader.dataset)
+    if n_model != n:
+        raise ValueError(f'{owner}: {key}={n_model} but the training set '
+                         f'(train_dataloader.dataset) has N={n} samples; set '
+                         f'--cfg-options {key}={n}')
+    if k > n:
+        raise ValueError(f'{owner}: K={k} clusters ({k_key}) > N={n} training samples; '
+                         f'k-means needs K <= N')
+
+
+@HOOKS.register_module()
+class DeepClusterHook(Hook):
+    """DeepCluster's clustering step: every ``interval`` epochs (and before the first one).
+
+    At each clustering: extract the backbone features of the whole training set (pipeline
+    ``pipeline``, pooled last stage), k-means them on rank 0 with faiss (``pca_dim`` dims, PCA
+    whitening, L2 normalisation before and after the PCA; empty clusters re-seeded by
+    :func:`~mmssl_ext.clustering.kmeans`), broadcast the labels, write them to the model's buffer
+    ``pseudo_labels``, re-initialise the classifier head (rank 0's draw, broadcast; its optimizer
+    state, e.g. momentum, dropped) and hand the labels to the ``ClusterUniformSampler``.  The
+    normalised mutual information with the previous labels is logged (``deepcluster/nmi``).
+
+    **When.** ``interval`` counts epochs of the training dataloader in both loops:
+
+    * ``EpochBasedTrainLoop``: in ``before_train_epoch`` of epochs ``0, interval, 2*interval ...``;
+    * ``IterBasedTrainLoop``: before the first iteration (``before_train``), and in
+      ``after_train_iter`` of the last iteration of every ``interval``-th dataloader epoch
+      (``len(train_dataloader)`` iterations), i.e. before the next epoch's sampler is drawn.
+      This runs before ``CheckpointHook`` (priority NORMAL < VERY_LOW), so a checkpoint written at
+      an epoch boundary already holds the new labels and head.  Because the loop creates its
+      dataloader iterator (and, with workers, draws the first epoch's indices) before
+      ``before_train``, the hook creates it again after the first clustering / the resume.
+
+    **Resume.** The labels are a buffer of the model, so a resumed run continues with the
+    checkpoint's labels and does not re-cluster (iteration-based: exactly as the uninterrupted
+    run; epoch-based: from an end-of-epoch checkpoint it re-clusters at the next epoch as the
+    uninterrupted run would, on the same weights with the same seed).
+
+    Args:
+        pipeline: non-augmented pipeline for feature extraction (e.g. resize + centre crop +
+            ``PackInputs``).
+        interval: re-cluster every ``interval`` epochs (1 in the paper).
+        pca_dim: PCA dimensions (256 in the paper; capped at the feature dimension);
+            ``None``: no PCA.
+        whiten: PCA whitening (the paper: yes).
+        l2_normalize: L2-normalise the features before and after PCA.
+        niter: k-means iterations (20, as the original code).
+        seed: faiss seed of the clustering before epoch ``e`` is ``seed + e``.
+        max_points_per_centroid: faiss subsampling (``None``: faiss's 256 per centroid).
+        uniform_sampling: require a ``ClusterUniformSampler`` as the train sampler (the paper's
+            uniform sampling over pseudo classes); ``False`` allows any sampler.
+        reinit_head: re-initialise the classifier after each clustering (the paper: yes).
+        reset_head_optim_state: drop the optimizer state (momentum) of the head's parameters
+            when it is re-initialised.
+        batch_size / num_workers: of the extraction loader (``num_workers=None``: the train
+            loader's).
+        stage / pool: backbone output and pooling of :func:`extract_features`.
+        gpu: faiss on the GPU (``'auto'``, ``True``, ``False``).
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 pipeline: Sequence[dict],
+                 interval: int = 1,
+                 pca_dim: Optional[int] = 256,
+                 whiten: bool = True,
+                 l2_normalize: bool = True,
+                 niter: int = 20,
+                 seed: int = 0,
+                 max_points_per_centroid: Optional[int] = None,
+                 uniform_sampling: bool = True,
+                 reinit_head: bool = True,
+                 reset_head_optim_state: bool = True,
+                 batch_size: int = 256,
+                 num_workers: Optional[int] = None,
+                 stage: int = -1,
+                 pool: str = 'avg',
+                 gpu='auto') -> None:
+        self.pipeline = _check_pipeline(pipeline, 'DeepClusterHook')
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'DeepClusterHook: interval must be an int >= 1, got {interval!r}')
+        if pca_dim is not None and pca_dim < 1:
+            raise ValueError(f'DeepClusterHook: pca_dim must be >= 1 or None, got {pca_dim}')
+        if batch_size < 1:
+            raise ValueError(f'DeepClusterHook: batch_size must be >= 1, got {batch_size}')
+        self.interval = interval
+        self.pca_dim = pca_dim
+        self.whiten = whiten
+        self.l2_normalize = l2_normalize
+        self.niter = niter
+        self.seed = seed
+        self.max_points_per_centroid = max_points_per_centroid
+        self.uniform_sampling = uniform_sampling
+        self.reinit_head = reinit_head
+        self.reset_head_optim_state = reset_head_optim_state
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.stage = stage
+        self.pool = pool
+        self.gpu = gpu
+        self._loader = None
+        self.clustered_epochs: List[int] = []  # dataloader epochs clustered by this process
+        self.last_summary: Optional[dict] = None
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _iter_based(runner) -> bool:
+        return hasattr(runner.train_loop, 'dataloader_iterator')
+
+    def _check(self, runner):
+        model = _unwrap(runner.model)
+        if not hasattr(model, 'pseudo_labels') or not hasattr(model, 'set_pseudo_labels'):
+            raise TypeError(f'DeepClusterHook needs a DeepCluster model (buffer pseudo_labels), '
+                            f'got {type(model).__name__}')
+        _check_sizes('DeepClusterHook', model.num_samples, 'model.num_samples',
+                     model.num_clusters, 'model.head.num_classes', runner)
+        if self.uniform_sampling and _train_sampler(runner) is None:
+            raise ValueError("DeepClusterHook: uniform_sampling=True needs "
+                             "train_dataloader.sampler=dict(type='ClusterUniformSampler') "
+                             '(or set uniform_sampling=False)')
+        return model
+
+    def _sync_sampler(self, runner, model) -> None:
+        sampler = _train_sampler(runner)
+        if sampler is not None and model.labels_initialized:
+            sampler.set_labels(model.pseudo_labels)
+
+    @staticmethod
+    def _restart_iterator(runner) -> None:
+        """Let IterBasedTrainLoop draw its current epoch's indices from the current labels."""
+        loop = runner.train_loop
+        old = loop.dataloader_iterator
+        loop.dataloader_iterator = type(old)(loop.dataloader)
+
+    # ------------------------------------------------------------------ clustering
+
+    def cluster(self, runner, epoch: int) -> torch.Tensor:
+        """One clustering step (every rank must call it); returns the new labels."""
+        model = _unwrap(runner.model)
+        k, n = model.num_clusters, model.num_samples
+        if self._loader is None:
+            self._loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
+                                                   self.num_workers)
+        t0 = time.perf_counter()
+        feats, _ = extract_features(runner.model, self._loader, stage=self.stage,
+                                    pool=self.pool, normalize=False, progress=False)
+        if len(feats) != n:
+            raise RuntimeError(f'DeepClusterHook: extracted {len(feats)} features for '
+                               f'num_samples={n}')
+        pca_dim = None if self.pca_dim is None else min(int(self.pca_dim), feats.shape[1])
+        labels, summary = _cluster_on_rank0(
+            feats, k, niter=self.niter, seed=self.seed + epoch, pca_dim=pca_dim,
+            whiten=self.whiten and pca_dim is not None, l2_normalize=self.l2_normalize,
+            gpu=self.gpu, max_points_per_centroid=self.max_points_per_centroid)
+        previous = model.pseudo_labels.detach().cpu().clone()
+        model.set_pseudo_labels(labels)
+        if self.reinit_head:
+            params = model.reinit_head()
+            if get_world_size() > 1:
+                for p in params:
+                    broadcast(p.data, src=0)
+            optimizer = getattr(getattr(runner, 'optim_wrapper', None), 'optimizer', None)
+            if self.reset_head_optim_state and optimizer is not None:
+                for p in params:
+                    optimizer.state.pop(p, None)
+        self._sync_sampler(runner, model)
+        self.clustered_epochs.append(epoch)
+        if summary is not None:  # rank 0
+            nmi = _nmi(previous, labels) if bool((previous >= 0).all()) else None
+            if nmi is not None:
+                runner.message_hub.update_scalar('deepcluster/nmi', nmi)
+            runner.logger.info(
+                f'DeepClusterHook: clustering for epoch {epoch}: N={n}, K={k}, '
+                f'dim={summary["dim"]}, objective={summary["objective"]:.4g}, cluster sizes '
+                f'{summary["min_size"]}-{summary["max_size"]}, {summary["num_reseeded"]} '
+                f're-seeded, NMI to previous labels: '
+                f'{"-" if nmi is None else f"{nmi:.4f}"} ({time.perf_counter() - t0:.1f} s)')
+            self.last_summary = summary
+        return labels
+
+    # ------------------------------------------------------------------ hook points
+
+    def before_train(self, runner) -> None:
+        model = self._check(runner)
+        if self._iter_based(runner):
+            if not model.labels_initialized:  # a fresh run (a resumed one has its labels)
+                self.cluster(runner, 0)
+            self._sync_sampler(runner, model)
+            self._restart_iterator(runner)
+        else:
+            self._sync_sampler(runner, model)
+
+    def before_train_epoch(self, runner) -> None:
+        if self._iter_based(runner):
+            return
+        model = _unwrap(runner.model)
+        if runner.epoch % self.interval == 0 or not model.labels_initialized:
+            self.cluster(runner, runner.epoch)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self._iter_based(runner):
+            return
+        epoch_len = len(runner.train_dataloader)
+        done = runner.iter + 1
+        if done % epoch_len == 0 and done < runner.max_iters and \
+                (done // epoch_len) % self.interval == 0:
+            self.cluster(runner, done // epoch_len)
+
+
+class _Embedding(nn.Module):
+    """``model.embed`` as a module, for :func:`extract_features`'s ``backbone`` argument."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = [model]  # not registered as a sub-module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model[0].embed(x)
+
+
+@HOOKS.register_module()
+class ODCHook(Hook):
+    """ODC's memory initialisation and small-cluster handling.
+
+    ``before_train`` (fresh runs only; a resumed run has its memory in the checkpoint): extract
+    the model's embeddings ``z = neck(backbone(x))`` of the whole training set (pipeline
+    ``pipeline``), L2-normalise, k-means them on rank 0 (faiss; no PCA by default, as mmselfsup's
+    ODC), broadcast the labels and initialise the memory (features, labels, centroids as the
+    mean feature per label), then dissolve small clusters.
+    ``after_train_iter``: every ``small_cluster_interval`` iterations
+    :meth:`~mmssl_ext.models.memories.ODCMemory.deal_with_small_clusters` (every iteration in
+    ODC).  The memory's own update (EMA features, label re-assignment, centroids) happens in
+    ``ODC.loss``.
+
+    Args:
+        pipeline: non-augmented feature-extraction pipeline.
+        niter / seed / pca_dim / whiten / max_points_per_centroid / gpu: of the initial k-means.
+        small_cluster_interval: iterations between small-cluster passes.
+        batch_size / num_workers: of the extraction loader.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 pipeline: Sequence[dict],
+                 niter: int = 20,
+                 seed: int = 0,
+                 pca_dim: Optional[int] = None,
+                 whiten: bool = False,
+                 max_points_per_centroid: Optional[int] = None,
+                 small_cluster_interval: int = 1,
+                 batch_size: int = 256,
+                 num_workers: Optional[int] = None,
+                 gpu='auto') -> None:
+        self.pipeline = _check_pipeline(pipeline, 'ODCHook')
+        if small_cluster_interval < 1:
+            raise ValueError(f'ODCHook: small_cluster_interval must be >= 1, got '
+                             f'{small_cluster_interval}')
+        self.niter = niter
+        self.seed = seed
+        self.pca_dim = pca_dim
+        self.whiten = whiten
+        self.max_points_per_centroid = max_points_per_centroid
+        self.small_cluster_interval = small_cluster_interval
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.gpu = gpu
+        self.initialized_here = False
+        self.moved_samples = 0  # by deal_with_small_clusters, this process, this run
+
+    def _model(self, runner):
+        model = _unwrap(runner.model)
+        bank = getattr(model, 'memory_bank', None)
+        if bank is None or not hasattr(bank, 'deal_with_small_clusters') or \
+                not hasattr(model, 'embed'):
+            raise TypeError(f'ODCHook needs an ODC model with an ODCMemory, got '
+                            f'{type(model).__name__}')
+        return model, bank
+
+    def init_memory(self, runner) -> None:
+        model, bank = self._model(runner)
+        loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
+                                         self.num_workers)
+        t0 = time.perf_counter()
+        feats, _ = extract_features(runner.model, loader, backbone=_Embedding(model),
+                                    normalize=True, progress=False)
+        if feats.shape != (bank.length, bank.feat_dim):
+            raise RuntimeError(f'ODCHook: extracted features of shape {tuple(feats.shape)}, the '
+                               f'memory holds ({bank.length}, {bank.feat_dim})')
+        pca_dim = None if self.pca_dim is None else min(int(self.pca_dim), feats.shape[1])
+        labels, summary = _cluster_on_rank0(
+            feats, bank.num_classes, niter=self.niter, seed=self.seed, pca_dim=pca_dim,
+            whiten=self.whiten and pca_dim is not None, l2_normalize=True, gpu=self.gpu,
+            max_points_per_centroid=self.max_points_per_centroid)
+        bank.init_memory(feats.to(bank.feats.device), labels.to(bank.labels.device))
+        moved = bank.deal_with_small_clusters()
+        self.initialized_here = True
+        if summary is not None:
+            sizes = bank.cluster_sizes()
+            runner.logger.info(
+                f'ODCHook: memory initialised by k-means: N={bank.length}, K={bank.num_classes}, '
+                f'objective={summary["objective"]:.4g}, {moved} samples of small clusters '
+                f'moved, cluster sizes {int(sizes.min())}-{int(sizes.max())} '
+                f'({time.perf_counter() - t0:.1f} s)')
+
+    def before_train(self, runner) -> None:
+        model, bank = self._model(runner)
+        _check_sizes('ODCHook', bank.length, 'model.memory_bank.length', bank.num_classes,
+                     'model.memory_bank.num_classes', runner)
+        if not bank.initialized:
+            self.init_memory(runner)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.small_cluster_interval):
+            _, bank = self._model(runner)
+            self.moved_samples += bank.deal_with_small_clusters()

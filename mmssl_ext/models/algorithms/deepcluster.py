@@ -1,0 +1,171 @@
+"""DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018)."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.structures import DataSample
+
+from mmssl_ext.registry import MODELS
+
+
+def sample_indices(data_samples: List[DataSample], num_samples: int, device,
+                   owner: str) -> torch.Tensor:
+    """The dataset indices (``sample_idx``) of a batch, checked against ``num_samples``."""
+    try:
+        idx = torch.as_tensor([int(ds.sample_idx) for ds in data_samples], dtype=torch.long,
+                              device=device)
+    except AttributeError as e:
+        raise KeyError(f'{owner}: data samples lack sample_idx (PackInputs packs it from the '
+                       f'dataset); it indexes the pseudo labels') from e
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_samples):
+        bad = int(idx.max()) if int(idx.max()) >= num_samples else int(idx.min())
+        raise IndexError(f'{owner}: dataset index {bad} outside the {num_samples} pseudo labels '
+                         f'(set model.num_samples / the memory length to the training set size)')
+    return idx
+
+
+@MODELS.register_module()
+class SobelDataPreprocessor(SelfSupDataPreprocessor):
+    """``SelfSupDataPreprocessor`` followed by DeepCluster's fixed Sobel filtering.
+
+    DeepCluster feeds its convnet the gradients of the grey image instead of the colour image
+    (colour is a shortcut for k-means): after normalisation, ``gray = mean over RGB`` (the
+    original 1x1 conv with weights 1/3), then the horizontal and vertical Sobel filters give
+    2 channels (backbone ``in_channels=2``).  Applied in training AND test mode, so feature
+    extraction, ``tools/knn_eval.py`` and transfer see the same input as training.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        sobel = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
+        self.register_buffer('sobel_kernel', torch.stack([sobel, sobel.t()]).unsqueeze(1),
+                             persistent=False)
+
+    def sobel(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f'SobelDataPreprocessor expects B x 3 x H x W (or 1-channel) images, '
+                             f'got shape {tuple(x.shape)}')
+        gray = x.mean(dim=1, keepdim=True)
+        return F.conv2d(gray, self.sobel_kernel.to(x.dtype), padding=1)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        out = super().forward(data, training)
+        inputs = out['inputs']
+        out['inputs'] = ([self.sobel(v) for v in inputs] if isinstance(inputs, list)
+                         else self.sobel(inputs))
+        return out
+
+
+@MODELS.register_module()
+class DeepCluster(BaseSelfSupervisor):
+    r"""DeepCluster: alternate k-means on the features and classification of the cluster ids.
+
+    Every epoch (``DeepClusterHook``): extract the pooled backbone features of the WHOLE training
+    set with a non-augmented pipeline, PCA-reduce to 256 dims, whiten, L2-normalise, run k-means
+    (faiss) with ``K`` clusters; the assignments become the pseudo labels ``y_n``, the classifier
+    ``W`` is re-initialised and the images are sampled uniformly over the clusters
+    (``ClusterUniformSampler``).  Between re-clusterings the network is trained by
+
+    .. math::
+
+        \min_{\theta, W} \frac{1}{B} \sum_{n \in \text{batch}}
+            \ell\big(W \operatorname{pool}(f_\theta(x_n)), y_n\big)
+
+    with ``l`` the cross-entropy.  The pseudo labels live in the buffer ``pseudo_labels``
+    (``num_samples`` long ints, ``-1`` = not clustered yet), indexed by the dataset index
+    ``sample_idx``, so they are in every checkpoint.
+
+    Defaults of the paper / original code: ``K = 10000`` on ImageNet, re-clustering every epoch,
+    PCA 256 + whitening + L2, 20 k-means iterations, Sobel-filtered input
+    (:class:`SobelDataPreprocessor`), SGD lr 0.05 (batch 256), momentum 0.9, wd 1e-5; the top
+    layer is re-initialised after each clustering (normal, std 0.01; its momentum discarded).
+
+    Args:
+        backbone: backbone config.
+        neck: pooling neck (mmpretrain's ``GlobalAveragePooling``).
+        head: classifier over the ``K`` clusters: mmpretrain's ``LinearClsHead`` (``num_classes``
+            = ``K``) with its ``CrossEntropyLoss``.
+        num_samples: size of the training set (the length of ``pseudo_labels``).
+        head_init_std: std of the normal re-initialisation of the head's linear layers.
+    """
+
+    pseudo_labels: torch.Tensor
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 num_samples: int,
+                 head_init_std: float = 0.01,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f'DeepCluster: num_samples must be a positive int (the training set '
+                             f'size), got {num_samples!r}')
+        k = getattr(self.head, 'num_classes', None)
+        if not isinstance(k, int) or k < 2:
+            raise ValueError(f'DeepCluster: the head needs num_classes = K >= 2 clusters, '
+                             f'got {k!r}')
+        if k > num_samples:
+            raise ValueError(f'DeepCluster: K={k} clusters (head.num_classes) > N={num_samples} '
+                             f'samples (num_samples); k-means needs K <= N')
+        if head_init_std <= 0:
+            raise ValueError(f'DeepCluster: head_init_std must be positive, got {head_init_std}')
+        self.num_samples = num_samples
+        self.head_init_std = float(head_init_std)
+        self.register_buffer('pseudo_labels', torch.full((num_samples, ), -1, dtype=torch.long))
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.head.num_classes)
+
+    @property
+    def labels_initialized(self) -> bool:
+        return bool((self.pseudo_labels >= 0).all())
+
+    @torch.no_grad()
+    def set_pseudo_labels(self, labels: Sequence[int]) -> None:
+        """Write new cluster assignments (one per dataset index, in ``[0, K)``)."""
+        labels = torch.as_tensor(labels).reshape(-1)
+        if labels.numel() != self.num_samples:
+            raise ValueError(f'DeepCluster: got {labels.numel()} labels for num_samples='
+                             f'{self.num_samples}')
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f'DeepCluster: pseudo labels must be integers, got {labels.dtype}')
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_clusters):
+            raise ValueError(f'DeepCluster: pseudo labels must be in [0, {self.num_clusters}), got '
+                             f'[{int(labels.min())}, {int(labels.max())}]')
+        self.pseudo_labels.copy_(labels.to(self.pseudo_labels.device, torch.long))
+
+    @torch.no_grad()
+    def reinit_head(self) -> List[nn.Parameter]:
+        """Re-initialise the head's linear layers (normal(0, std), zero bias), as DeepCluster does
+        after every clustering: the old classes are gone.  Returns the head's parameters."""
+        for m in self.head.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, self.head_init_std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        return list(self.head.parameters())
+
+    def loss(self, inputs, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        idx = sample_indices(data_samples, self.num_samples, img.device, 'DeepCluster')
+        target = self.pseudo_labels[idx]
+        if bool((target < 0).any()):
+            raise RuntimeError('DeepCluster: the batch holds samples without a pseudo label; the '
+                               "model must be trained with dict(type='DeepClusterHook') in "
+                               'custom_hooks, which clusters before the first epoch')
+        feats = self.backbone(img)
+        if self.with_neck:
+            feats = self.neck(feats)
+        logits = self.head(feats)
+        loss = self.head.loss_module(logits, target, avg_factor=logits.size(0))
+        acc = (logits.detach().argmax(dim=1) == target).float().mean() * 100
+        return dict(loss=loss, cluster_acc=acc)
