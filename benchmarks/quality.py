@@ -75,6 +75,10 @@ OVERRIDES: Dict[str, dict] = {
 }
 SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
 
+#: methods whose backbone is not the reference ResNet-18 on RGB (1-channel L input, GroupNorm,
+#: a ViT): their own random initialisation is evaluated too, as their baseline
+OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization'}
+
 #: methods whose loss needs state a hook builds first (pseudo labels before the first epoch):
 #: one 32 px view per sample, by construction of their configs
 KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0}
@@ -198,6 +202,13 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
           f'{batch}', flush=True)
     if args.dry_run:
         return row
+    if name in OWN_RANDOM:
+        start = time.time()
+        row['random_init'] = evaluate(cfg, 'random', preset['probe_train'])
+        print(f'[{name}] random init of its backbone: {row["random_init"]} '
+              f'({time.time() - start:.0f} s)', flush=True)
+    if args.only_random:
+        return row
     rescale_schedule(cfg, iters)
     work = osp.join(args.work_dir, name)
     cfg.work_dir = work
@@ -227,10 +238,16 @@ def markdown(report: dict) -> str:
              '/ sample | train s | samples / s |',
              '|---|---:|---:|---:|---|---:|---:|---:|']
     for name, r in report['rows'].items():
-        if 'k20_top1' not in r:
+        if 'k20_top1' not in r and 'random_init' not in r:
             lines.append(f"| {name} | {r.get('error', 'not run')} | | | | | | |")
             continue
         it = f"{r['iterations']} x {r['batch_size']}" if 'iterations' in r else '-'
+        if 'random_init' in r:
+            ri = r['random_init']
+            lines.append(f"| {name}: random init of its backbone | {ri['k20_top1']:.2f} | "
+                         f"{ri['k200_top1']:.2f} | {ri['linear_top1']:.2f} | | | | |")
+        if 'k20_top1' not in r:
+            continue
         lines.append(f"| {name} | {r['k20_top1']:.2f} | {r['k200_top1']:.2f} | "
                      f"{r['linear_top1']:.2f} | {it} | {r.get('images_per_sample', '-')} | "
                      f"{r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
@@ -247,6 +264,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                    choices=['pixels', 'random', 'supervised'],
                    help='baselines to run (default all three; none: --baselines)')
     p.add_argument('--dry-run', action='store_true', help='only measure and print iterations')
+    p.add_argument('--only-random', action='store_true',
+                   help='no training: only the own random-init baselines of the methods')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results'))
     p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
