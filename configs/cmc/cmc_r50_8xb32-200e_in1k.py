@@ -12,9 +12,7 @@
 # Transfer / kNN: model.backbone is the L encoder (1 input channel); the preprocessor's test mode
 # feeds it L.  tools/extract_backbone.py --in-channels 3 replicates its first conv for RGB.
 #   bash tools/dist_train.sh configs/cmc/cmc_r50_8xb32-200e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_train_images = 1281167  # ImageNet-1k train; each memory bank holds one vector per image
 max_epochs = 200
@@ -44,13 +42,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -18,9 +18,7 @@
 #   bin); the paper dropped them.
 #   bash tools/dist_train.sh configs/colorization/colorization_r50_8xb32-coslr-200e_in1k.py 8
 # Transfer to RGB configs: tools/extract_backbone.py CKPT OUT --in-channels 3 (README).
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 200
 batch_size = 32  # per GPU
@@ -51,13 +49,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -21,9 +21,7 @@
 #   optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=4e-4)) ).
 # kNN / transfer: model.backbone applied to whole images (layer-normalised ResNet-50).
 #   bash tools/dist_train.sh configs/cpc/cpcv2_r50_8xb32-200e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 200
 batch_size = 32  # images per GPU; the backbone sees 32 x 49 = 1568 patches per step
@@ -54,13 +52,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

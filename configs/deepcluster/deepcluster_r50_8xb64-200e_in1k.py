@@ -8,9 +8,7 @@
 # flips only (the paper's augmentation).  SGD lr 0.05 per 256 images (0.1 for 512), momentum 0.9
 # (0 for the head, which is re-initialised every epoch), wd 1e-5, constant lr, 200 epochs.
 #   bash tools/dist_train.sh configs/deepcluster/deepcluster_r50_8xb64-200e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_train_images = 1281167  # one pseudo label per training image
 num_clusters = 10000
@@ -45,13 +43,8 @@ extract_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='ClusterUniformSampler'),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    sampler=dict(type='ClusterUniformSampler', _delete_=True),
+    dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
     dict(type='DeepClusterHook', pipeline=extract_pipeline, interval=1, pca_dim=256,

@@ -12,9 +12,7 @@
 # mmengine's clip_grad clips the global gradient norm; the official code clips each parameter's
 # gradient norm to 3.0 separately.
 #   bash tools/dist_train.sh configs/dino/dino_r50_8xb64-100e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_gpus = 8
 batch_size = 64  # per GPU
@@ -78,12 +76,7 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=batch_size,
     num_workers=10,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

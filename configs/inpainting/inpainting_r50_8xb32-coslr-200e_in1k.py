@@ -12,9 +12,7 @@
 # Optimiser: the paper's Adam (lr 2e-4, beta1 0.5), kept at batch 256 (paper: 64); cosine decay
 # over 200 epochs.
 #   bash tools/dist_train.sh configs/inpainting/inpainting_r50_8xb32-coslr-200e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 200
 batch_size = 32  # per GPU
@@ -54,13 +52,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -9,9 +9,7 @@
 # Schedule as Goyal et al.: SGD lr 0.1 for 256 images, momentum 0.9, wd 1e-4, 90 epochs, /10 at
 # 30, 60, 80.
 #   bash tools/dist_train.sh configs/jigsaw/jigsaw_r50_8xb32-90e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 90
 batch_size = 32  # per GPU
@@ -47,13 +45,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -5,9 +5,7 @@
 # 200 epochs, lr divided by 10 at epochs 120 and 160.  Augmentation: random resized crop
 # (scale 0.2-1), grayscale (p 0.2), colour jitter 0.4 (always), horizontal flip.
 #   bash tools/dist_train.sh configs/npid/npid_r50_8xb32-200e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_train_images = 1281167  # ImageNet-1k train; the memory bank holds one vector per image
 max_epochs = 200
@@ -42,13 +40,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -11,9 +11,7 @@
 # Augmentation as the paper: crop, flip, colour jitter, grayscale (the paper's small random
 # rotation is left out: mmpretrain has no continuous-angle rotation transform).
 #   bash tools/dist_train.sh configs/odc/odc_r50_8xb64-440e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_train_images = 1281167
 num_clusters = 10000
@@ -55,13 +53,7 @@ extract_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
     dict(type='ODCHook', pipeline=extract_pipeline, niter=20, seed=0, pca_dim=None,

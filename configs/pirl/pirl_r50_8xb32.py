@@ -4,9 +4,7 @@
 # SGD momentum 0.9, wd 1e-4, lr 0.12 for batch 1024 scaled linearly (0.03 at 256), cosine,
 # 200 epochs (the -800e variant inherits this file).
 #   bash tools/dist_train.sh configs/pirl/pirl_r50_8xb32.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 num_train_images = 1281167  # ImageNet-1k train; the memory bank holds one vector per image
 max_epochs = 200
@@ -56,13 +54,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

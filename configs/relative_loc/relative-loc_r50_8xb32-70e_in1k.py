@@ -6,9 +6,7 @@
 # Head: per-patch 2048->1024 (fc6), concatenation, 4096 (fc7), 8 (fc8).  SGD lr 0.1 for 256
 # pairs, momentum 0.9, wd 1e-4, 70 epochs, /10 at 30 and 50.
 #   bash tools/dist_train.sh configs/relative_loc/relative-loc_r50_8xb32-70e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 70
 batch_size = 32  # pairs per GPU
@@ -37,13 +35,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -4,9 +4,7 @@
 # the pooled feature, SGD lr 0.1 (for 256 images = 1024 rotated), momentum 0.9, wd 5e-4,
 # 30 epochs with the learning rate divided by 5 after 10, 20 and 25 (the paper's schedule).
 #   bash tools/dist_train.sh configs/rotation/rotation_r50_8xb32-30e_in1k.py 8
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
+_base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 30
 batch_size = 32  # images per GPU (x4 rotations)
@@ -31,13 +29,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train',
-                 pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
     type='OptimWrapper',
