@@ -108,20 +108,33 @@ class PCA:
         return np.ascontiguousarray(x @ self.A.T + self.b, dtype=np.float32)
 
 
-def train_pca(x: np.ndarray, dim: int, whiten: bool = False) -> PCA:
-    """Fit faiss's ``PCAMatrix`` (``eigen_power=-0.5`` when ``whiten``) on ``x``."""
+def train_pca(x: np.ndarray, dim: int, whiten: bool = False,
+              whiten_eps: float = 1e-5) -> PCA:
+    """Fit faiss's ``PCAMatrix`` on ``x``; ``whiten`` scales component ``i`` by
+    ``1 / sqrt(eigenvalue_i + whiten_eps * max eigenvalue)``.
+
+    The regulariser matters when ``dim`` reaches the rank of ``x`` (e.g. PCA to 256 of 256-d
+    ReLU features with dead channels): faiss's own whitening (``eigen_power=-0.5``) divides by
+    the square root of a zero eigenvalue there and returns inf / NaN.
+    """
     faiss = _import_faiss()
     n, d = x.shape
     if not 1 <= dim <= d:
         raise ValueError(f'pca_dim must be in [1, {d}] (the feature dimension), got {dim}')
     if dim > n:
         raise ValueError(f'pca_dim={dim} needs at least {dim} samples, got {n}')
-    mat = faiss.PCAMatrix(d, dim, -0.5 if whiten else 0.0)
+    mat = faiss.PCAMatrix(d, dim, 0.0)
     mat.train(x)
-    A = faiss.vector_to_array(mat.A).reshape(mat.d_out, mat.d_in).astype(np.float32)
-    b = faiss.vector_to_array(mat.b).astype(np.float32)
-    eig = faiss.vector_to_array(mat.eigenvalues).astype(np.float32)
-    return PCA(A=A, b=b, eigenvalues=eig, whiten=whiten)
+    A = faiss.vector_to_array(mat.A).reshape(mat.d_out, mat.d_in).astype(np.float64)
+    b = faiss.vector_to_array(mat.b).astype(np.float64)
+    eig = faiss.vector_to_array(mat.eigenvalues).astype(np.float64)
+    if whiten:
+        floor = whiten_eps * max(float(eig.max()), np.finfo(np.float32).tiny)
+        scale = 1.0 / np.sqrt(np.clip(eig[:dim], 0.0, None) + floor)
+        A = A * scale[:, None]
+        b = b * scale
+    return PCA(A=A.astype(np.float32), b=b.astype(np.float32), eigenvalues=eig.astype(np.float32),
+               whiten=whiten)
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray,

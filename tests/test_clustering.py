@@ -121,3 +121,29 @@ def test_pca_reduces_dimension():
     assert white.centroids.shape == (4, 3) and np.isfinite(white.centroids).all()
     with pytest.raises(ValueError, match=r'pca_dim must be in \[1, 32\].*got 40'):
         kmeans(x, k=4, pca_dim=40)
+
+
+def test_whitening_is_regularised_for_rank_deficient_features():
+    """PCA to the full dimension of features with dead (constant) channels, as DeepCluster's
+    PCA-256 + whitening does on a 256-channel backbone: finite, and the live components come out
+    with unit variance (an independent eigen-decomposition in the test)."""
+    from mmssl_ext.clustering import train_pca
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((500, 8)) * np.array([5, 4, 3, 2, 1, 1, 1, 1])).astype(np.float32)
+    x[:, 6:] = 0.5  # two dead channels: rank 6 of 8
+    pca = train_pca(x, 8, whiten=True)
+    y = pca.apply(x)
+    assert np.isfinite(y).all()
+    cov = np.cov(x.astype(np.float64), rowvar=False, bias=True)
+    var_pc = np.sort(np.linalg.eigvalsh(cov))[::-1]  # variance along each principal axis
+    n = len(x)  # faiss's eigenvalues are sums of squares, n x the variance
+    np.testing.assert_allclose(pca.eigenvalues[:6], n * var_pc[:6], rtol=1e-3)
+    var = y.astype(np.float64).var(axis=0)
+    # whitened as faiss does (scale 1 / sqrt(eigenvalue)), plus the floor 1e-5 x the largest
+    expect = var_pc[:6] / (n * var_pc[:6] + 1e-5 * n * var_pc[0])
+    np.testing.assert_allclose(var[:6], expect, rtol=1e-3)
+    # without the floor this is faiss's whitening: equal variances 1 / n on the live axes
+    np.testing.assert_allclose(var[:6] * n, 1.0, rtol=1e-3)
+    assert np.abs(y[:, 6:]).max() < 1e-2  # the dead directions stay (near) zero, not inf
+    res = kmeans(x, k=3, pca_dim=8, whiten=True, seed=0)
+    assert np.isfinite(res.centroids).all()
