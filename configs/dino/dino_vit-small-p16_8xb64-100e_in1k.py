@@ -26,32 +26,12 @@ model = dict(
     loss=dict(teacher_temp=0.07, warmup_teacher_temp=0.04,
               warmup_iters=teacher_temp_warmup_epochs * iters_per_epoch))
 
-color_jitter = [
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomApply',
-         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.2,
-                          hue=0.1)],
-         prob=0.8),
-    dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
-         channel_weights=(0.114, 0.587, 0.2989)),
-]
-global_crop = dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.4, 1.),
-                   interpolation='bicubic', backend='pillow')
-local_crop = dict(type='RandomResizedCrop', scale=96, crop_ratio_range=(0.05, 0.4),
-                  interpolation='bicubic', backend='pillow')
-global_pipeline1 = [
-    global_crop, *color_jitter,
-    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=1.0),
-]
-global_pipeline2 = [
-    global_crop, *color_jitter,
-    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.1),
-    dict(type='Solarize', thr=128, prob=0.2),
-]
-local_pipeline = [
-    local_crop, *color_jitter,
-    dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.5),
-]
+# the ResNet recipe's augmentations with the ViT recipe's crop scales
+global_crop = dict(_base_.global_crop, crop_ratio_range=(0.4, 1.))
+local_crop = dict(_base_.local_crop, crop_ratio_range=(0.05, 0.4))
+global_pipeline1 = [global_crop, *_base_.global_pipeline1[1:]]
+global_pipeline2 = [global_crop, *_base_.global_pipeline2[1:]]
+local_pipeline = [local_crop, *_base_.local_pipeline[1:]]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='MultiView', num_views=[1, 1, num_local_crops],
