@@ -11,14 +11,10 @@
 # The ImageNet recipe is colorization_r50_8xb32-coslr-200e_in1k.py; this file only changes
 # sizes, data and schedule.  kNN: tools/knn_eval.py CONFIG CKPT (the data preprocessor turns
 # the kNN images into the normalised L channel the backbone was trained on).
-_base_ = ['./colorization_r50_8xb32-coslr-200e_in1k.py', '../_base_/datasets/fmnist_knn.py']
-
-num_train_images = 10000
-batch_size = 64
-max_iters = 3000
+_base_ = ['./colorization_r50_8xb32-coslr-200e_in1k.py', '../_base_/pretext_fmnist.py']
 
 model = dict(
-    backbone=dict(depth=18, stem_channels=32, base_channels=32, norm_cfg=dict(type='BN')),
+    backbone=_base_.fmnist_backbone,
     head=dict(in_channels=(64, 128, 256), channels=64, norm_cfg=dict(type='BN')))
 
 train_pipeline = [
@@ -27,25 +23,12 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=2,
-    dataset=dict(
-        indices=num_train_images,
-        data_root={{_base_.fmnist_data_root}},
-        metainfo={{_base_.fmnist_metainfo}},
-        pipeline=train_pipeline))
-
-optim_wrapper = dict(optimizer=dict(lr=0.03))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', T_max=max_iters - 100, by_epoch=False, begin=100,
-         end=max_iters),
-]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(by_epoch=False, interval=1000, max_keep_ckpts=2))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
-auto_scale_lr = dict(base_batch_size=64)
+train_dataloader = dict(_base_.fmnist_train_dataloader,
+                        dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
+optim_wrapper = _base_.fmnist_optim_wrapper
+param_scheduler = _base_.fmnist_param_scheduler
+train_cfg = _base_.fmnist_train_cfg
+default_hooks = _base_.fmnist_default_hooks
+log_processor = _base_.fmnist_log_processor
+randomness = _base_.fmnist_randomness
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
