@@ -8,8 +8,9 @@ measure how its cost scales, and the time of ClusterFit's ImageNet cluster step
 (1.28M x 2048 -> 16000 clusters, 50 iterations as VISSL) is projected two ways from the time per
 iteration: the cost model ``N * D * K * iters`` and the measured exponents.  (Both libraries stop
 early at convergence: faiss when the objective stops changing, sklearn with ``tol=0`` when no
-label changes; the table shows the iterations each ran and the time per iteration.)  Writes JSON
-and prints a markdown table.
+label changes; the table shows the iterations each ran and the time per iteration.)  Writes
+``benchmarks/results/kmeans_<tag>.json`` and ``.md`` (with the command, the machine and the date)
+and prints the table.
 
     .venv/bin/python benchmarks/kmeans.py            # N=100000, D=512, K=1000, 20 iterations
     .venv/bin/python benchmarks/kmeans.py --quick    # seconds: N=4000, D=64, K=40, 10 iterations
@@ -17,13 +18,17 @@ and prints a markdown table.
 scikit-learn is in requirements.txt; without it only faiss is timed.
 """
 import argparse
-import json
-import os
 import os.path as osp
-import platform
+import sys
 import time
 
 import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks import report as rep  # noqa: E402
 
 IMAGENET = dict(n=1_281_167, dim=2048, k=16000, niter=50)
 
@@ -86,7 +91,8 @@ def main():
     p.add_argument('--noise', type=float, default=1.0, help='per-dimension std around a centre')
     p.add_argument('--quick', action='store_true', help='tiny sizes, a smoke run')
     p.add_argument('--no-scaling', action='store_true', help='skip the half-size faiss runs')
-    p.add_argument('--out', default='work_dirs/benchmarks/kmeans.json')
+    p.add_argument('--tag', default='cpu', help='results: benchmarks/results/kmeans_<tag>.*')
+    p.add_argument('--out', default=rep.RESULTS, help='results folder')
     a = p.parse_args()
     if a.quick:
         a.n, a.dim, a.k, a.niter = 4000, 64, 40, 10
@@ -108,10 +114,9 @@ def main():
 
     x = gaussian_mixture(a.n, a.dim, a.k, a.noise, a.seed)
     run_faiss(x[:1000], 10, 2, a.seed)  # warm up OpenMP / BLAS outside the timings
-    res = dict(setting=dict(n=a.n, dim=a.dim, k=a.k, niter=a.niter, threads=a.threads,
-                            data=f'gaussian mixture, K components, noise {a.noise}'),
-               machine=dict(cpu=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count(), faiss=faiss.__version__))
+    res = rep.new_report(setting=dict(n=a.n, dim=a.dim, k=a.k, niter=a.niter, threads=a.threads,
+                                      data=f'gaussian mixture, K components, noise {a.noise}'),
+                         machine=rep.machine(a.threads) + f', faiss {faiss.__version__}')
     print(f'{a.n} x {a.dim} -> K={a.k}, {a.niter} iterations, {a.threads} threads')
     res['faiss'] = run_faiss(x, a.k, a.niter, a.seed)
     print(f'faiss   {res["faiss"]["seconds"]:8.2f} s')
@@ -148,37 +153,36 @@ def main():
     if 'ratio_sklearn_over_faiss' in res:
         proj['sklearn_linear_model_s'] = proj['linear_model_s'] * res['ratio_per_iter']
 
-    os.makedirs(osp.dirname(osp.abspath(a.out)), exist_ok=True)
-    with open(a.out, 'w') as f:
-        json.dump(res, f, indent=2)
-
     def h(s):
         return f'{s:.2f} s' if s < 120 else (f'{s / 60:.1f} min' if s < 7200
                                              else f'{s / 3600:.1f} h')
 
-    print(f'\n| {a.n} x {a.dim} -> K={a.k}, max {a.niter} it, {a.threads} threads | wall time | '
-          f'iterations run | per iteration | inertia |')
-    print('|---|---|---|---|---|')
+    lines = [f'## k-means, {a.n} x {a.dim} -> K={a.k}, max {a.niter} iterations', '',
+             *rep.provenance(res),
+             f'| {a.threads} threads | wall time | iterations run | per iteration | inertia |',
+             '|---|---|---|---|---|']
     for name in ('faiss', 'sklearn'):
         if name in res:
             r = res[name]
-            print(f'| {name} | {h(r["seconds"])} | {r["iterations"]} | '
-                  f'{r["seconds_per_iter"]:.3g} s | {r["inertia"]:.4g} |')
+            lines.append(f'| {name} | {h(r["seconds"])} | {r["iterations"]} | '
+                         f'{r["seconds_per_iter"]:.3g} s | {r["inertia"]:.4g} |')
     if 'ratio_sklearn_over_faiss' in res:
-        print(f'| sklearn / faiss | {res["ratio_sklearn_over_faiss"]:.2f}x | | '
-              f'{res["ratio_per_iter"]:.2f}x | |')
-    print(f'\nprojected faiss time for {IMAGENET["n"]:,} x {IMAGENET["dim"]} -> '
-          f'K={IMAGENET["k"]}, {IMAGENET["niter"]} it on this machine: '
-          f'{h(proj["linear_model_s"])} (cost ~ N*D*K*iters)'
-          + (f', {h(proj["measured_exponents_s"])} (measured exponents '
-             f'N^{proj["exponents"]["n"]:.2f} D^{proj["exponents"]["dim"]:.2f} '
-             f'K^{proj["exponents"]["k"]:.2f})' if 'exponents' in proj else '')
-          + (f'; sklearn {h(proj["sklearn_linear_model_s"])}'
-             if 'sklearn_linear_model_s' in proj else ''))
+        lines.append(f'| sklearn / faiss | {res["ratio_sklearn_over_faiss"]:.2f}x | | '
+                     f'{res["ratio_per_iter"]:.2f}x | |')
+    lines += ['', f'Projected faiss time for {IMAGENET["n"]:,} x {IMAGENET["dim"]} -> '
+              f'K={IMAGENET["k"]}, {IMAGENET["niter"]} iterations on this machine: '
+              f'{h(proj["linear_model_s"])} (cost ~ N*D*K*iters)'
+              + (f', {h(proj["measured_exponents_s"])} (measured exponents '
+                 f'N^{proj["exponents"]["n"]:.2f} D^{proj["exponents"]["dim"]:.2f} '
+                 f'K^{proj["exponents"]["k"]:.2f})' if 'exponents' in proj else '')
+              + (f'; sklearn {h(proj["sklearn_linear_model_s"])}'
+                 if 'sklearn_linear_model_s' in proj else '') + '.']
     if a.quick:
-        print('(--quick: sizes this small time overheads, not the O(N*D*K) work; the '
-              'projection is only meaningful from the default sizes)')
-    print(f'results: {a.out}')
+        lines.append('(--quick: sizes this small time overheads, not the O(N*D*K) work; the '
+                     'projection is only meaningful from the default sizes)')
+    md = '\n'.join(lines) + '\n'
+    print(md)
+    print('results:', rep.write(res, md, 'kmeans', a.tag, a.out))
 
 
 if __name__ == '__main__':

@@ -1,18 +1,40 @@
-"""kNN search: chunked torch and faiss against the naive full-matrix search, in one run.
+"""kNN evaluation of 60k x 10k features: our chunked torch and faiss searches against the naive
+full-matrix search and scikit-learn's brute-force ``NearestNeighbors``, in one run.
 
-Reports wall-time ratios (naive / ours) and the peak extra memory of each, on Fashion-MNIST-sized
-features (60000 train x 10000 test, D=512 by default, random unit vectors).
+Fashion-MNIST-sized features (60000 train x 10000 test, D=256 = the half-width ResNet-18's
+pooled features, and D=512 with ``--dim 512``), random unit vectors, 10 random labels.  Timed:
 
-    .venv/bin/python benchmarks/knn_search.py [--train 60000 --test 10000 --dim 512 --k 200]
+* ``naive``: ``test @ train.T`` (the full 10000 x 60000 matrix, 2.2 GiB) then ``topk``;
+* ``ours (torch)`` / ``ours (faiss)``: :func:`mmssl_ext.evaluation.knn.knn_neighbours`
+  (1024-row chunks / faiss ``IndexFlatIP``), what ``tools/knn_eval.py`` and ``KNNEvalHook`` run;
+* ``ours, full evaluation``: :func:`knn_evaluate` (the search with k=200 plus the weighted votes
+  for k=20 and k=200), i.e. the whole evaluation after feature extraction;
+* ``scikit-learn``: ``NearestNeighbors(algorithm='brute', metric='cosine')``.
+
+Ratios are the reference's time over ours (> 1: ours faster); peak memory is the growth of the
+process's peak RSS during the call (each call's peak only counts where it exceeds every earlier
+one, so the calls run in increasing order of expected memory, the naive one last).  Neighbour
+agreement with the naive search is reported too (ties may order differently).
+
+    .venv/bin/python benchmarks/knn_search.py [--dim 256] [--threads 2] [--tag cpu]
+
+Writes ``benchmarks/results/knn_search_<tag>.json`` and ``.md``.
 """
 import argparse
+import os.path as osp
 import resource
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-from mmssl_ext.evaluation.knn import knn_neighbours
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks import report as rep  # noqa: E402
+from mmssl_ext.evaluation.knn import knn_evaluate, knn_neighbours  # noqa: E402
 
 
 def naive(train, test, k):
@@ -20,38 +42,90 @@ def naive(train, test, k):
     return s.topk(k, dim=1)
 
 
-def timed(fn, *a):
+def sklearn_search(train, test, k):
+    from sklearn.neighbors import NearestNeighbors
+    nn = NearestNeighbors(n_neighbors=k, algorithm='brute', metric='cosine').fit(train.numpy())
+    dist, idx = nn.kneighbors(test.numpy())
+    return torch.from_numpy(1 - dist), torch.from_numpy(idx)
+
+
+def measure(fn, *args):
+    """Seconds and peak-RSS growth (MiB) of one call."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    out = fn(*a)
-    return time.perf_counter() - t0, out
+    out = fn(*args)
+    seconds = time.perf_counter() - t0
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return seconds, grown, out
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--train', type=int, default=60000)
     p.add_argument('--test', type=int, default=10000)
-    p.add_argument('--dim', type=int, default=512)
+    p.add_argument('--dim', type=int, default=256)
     p.add_argument('--k', type=int, default=200)
     p.add_argument('--chunk', type=int, default=1024)
-    a = p.parse_args()
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--tag', default='cpu')
+    p.add_argument('--out', default=rep.RESULTS)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        import faiss
+        faiss.omp_set_num_threads(a.threads)
+    except ImportError:
+        faiss = None
     g = torch.Generator().manual_seed(0)
     train = F.normalize(torch.randn(a.train, a.dim, generator=g), dim=1)
     test = F.normalize(torch.randn(a.test, a.dim, generator=g), dim=1)
-    full_bytes = a.train * a.test * 4
-    t_torch, (s1, i1) = timed(knn_neighbours, train, test, a.k, a.chunk, 'torch', False)
-    t_faiss, (s2, i2) = timed(knn_neighbours, train, test, a.k, a.chunk, 'faiss', False)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t_naive, top = timed(naive, train, test, a.k)
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    agree = (i1 == top.indices).float().mean().item()
-    agree_f = (i2 == top.indices).float().mean().item()
-    print(f'{a.train} x {a.test} x D{a.dim}, k={a.k}, torch threads={torch.get_num_threads()}')
-    print(f'naive full matrix : {t_naive:7.2f} s, similarity matrix {full_bytes / 2**30:.2f} GiB '
-          f'(peak RSS +{(rss_after - rss_before) / 2**20:.2f} GiB)')
-    print(f'torch chunked     : {t_torch:7.2f} s  ratio naive/ours {t_naive / t_torch:5.2f}, '
-          f'chunk matrix {a.chunk * a.train * 4 / 2**20:.0f} MiB, same neighbours {agree:.4f}')
-    print(f'faiss IndexFlatIP : {t_faiss:7.2f} s  ratio naive/ours {t_naive / t_faiss:5.2f}, '
-          f'same neighbours {agree_f:.4f}')
+    labels = torch.randint(0, 10, (a.train, ), generator=g)
+    test_labels = torch.randint(0, 10, (a.test, ), generator=g)
+    knn_neighbours(train[:2000], test[:100], 10, a.chunk, 'torch')  # warm-up
+    rows = {}
+    runs = [('ours (torch, chunked)', knn_neighbours, (train, test, a.k, a.chunk, 'torch')),
+            ('ours, full evaluation (search + votes, k=20 and 200)', knn_evaluate,
+             (train, labels, test, test_labels, (20, a.k), 0.07, (1, ), 10, a.chunk, 'auto'))]
+    if faiss is not None:
+        runs.insert(1, ('ours (faiss IndexFlatIP)', knn_neighbours,
+                        (train, test, a.k, a.chunk, 'faiss')))
+    try:
+        import sklearn  # noqa: F401
+        runs.append(('scikit-learn NearestNeighbors (brute, cosine)', sklearn_search,
+                     (train, test, a.k)))
+    except ImportError:
+        pass
+    runs.append(('naive full matrix + topk', naive, (train, test, a.k)))
+    outs = {}
+    for name, fn, args in runs:
+        seconds, grown, out = measure(fn, *args)
+        outs[name] = out
+        rows[name] = dict(seconds=round(seconds, 3), peak_rss_growth_mib=round(grown, 1))
+        print(f'{name:<55} {seconds:7.2f} s  peak RSS +{grown:.0f} MiB', flush=True)
+    ref_t = rows['naive full matrix + topk']['seconds']
+    ref_idx = outs['naive full matrix + topk'].indices
+    for name, row in rows.items():
+        row['naive_over_this'] = round(ref_t / row['seconds'], 2)
+        out = outs[name]
+        if isinstance(out, tuple):
+            row['same_neighbours_as_naive'] = round(
+                (torch.as_tensor(out[1]).long() == ref_idx).float().mean().item(), 4)
+    report = rep.new_report(machine=rep.machine(a.threads),
+                            setting=dict(train=a.train, test=a.test, dim=a.dim, k=a.k,
+                                         chunk=a.chunk, threads=a.threads),
+                            rows=rows)
+    lines = [f'## kNN search, {a.train} x {a.test} features, D={a.dim}, k={a.k}', '',
+             *rep.provenance(report),
+             '| method | seconds | naive / this | peak RSS growth (MiB) | same neighbours as '
+             'naive |', '|---|---:|---:|---:|---:|']
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['naive_over_this']:.2f} | "
+                     f"{r['peak_rss_growth_mib']:.0f} | "
+                     f"{r.get('same_neighbours_as_naive', '-')} |")
+    md = '\n'.join(lines) + '\n'
+    print(md)
+    print('results:', rep.write(report, md, 'knn_search', a.tag, a.out))
+    return report
 
 
 if __name__ == '__main__':

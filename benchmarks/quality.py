@@ -27,12 +27,9 @@ date with every table).
 """
 import argparse
 import copy
-import datetime
-import json
 import math
 import os
 import os.path as osp
-import platform
 import sys
 import time
 from typing import Dict, List, Optional
@@ -42,6 +39,8 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+from benchmarks import report as rep  # noqa: E402
 
 #: name -> Fashion-MNIST pre-training config (same backbone: ResNet-18, 32 px input)
 METHODS: Dict[str, str] = {
@@ -229,8 +228,7 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
 
 def markdown(report: dict) -> str:
     lines = [f"## Feature quality, preset `{report['preset']}` ({report['date']})", '',
-             f"Command: `{report['command']}`  ",
-             f"Machine: {report['machine']}  ",
+             *rep.provenance(report)[:2],
              f"Budget: {report['budget']:,} backbone-equivalent 32 px images per method "
              f"({'all 60k' if report['full_train'] else 'the first 10k'} training images); "
              f"linear probe on {report['probe_train']} training images.", '',
@@ -267,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--only-random', action='store_true',
                    help='no training: only the own random-init baselines of the methods')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
-    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results'))
+    p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
     args = p.parse_args(argv)
     preset = dict(PRESETS[args.preset])
@@ -279,14 +277,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config
-    report = dict(preset=args.preset, budget=preset['budget'],
-                  full_train=preset['full_train'], probe_train=preset['probe_train'],
-                  command='python benchmarks/quality.py ' + ' '.join(argv or sys.argv[1:]),
-                  machine=(f'{platform.processor() or platform.machine()}, '
-                           f'{os.cpu_count()} cores, torch {torch.__version__}, '
-                           + (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                              else f'CPU, {preset["threads"]} threads')),
-                  date=datetime.date.today().isoformat(), rows={})
+    report = rep.new_report(
+        preset=args.preset, budget=preset['budget'], full_train=preset['full_train'],
+        probe_train=preset['probe_train'],
+        machine=rep.machine(preset['threads'], 'cuda' if torch.cuda.is_available() else 'cpu'),
+        rows={})
+    if argv is not None:
+        report['command'] = 'python benchmarks/quality.py ' + ' '.join(argv)
     if not args.dry_run:
         cfg = load_config(osp.join(REPO, METHODS['pirl']))
         if 'pixels' in args.baselines:
@@ -311,12 +308,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 def _write(report: dict, args) -> None:
-    os.makedirs(args.out, exist_ok=True)
-    base = osp.join(args.out, f"quality_{args.tag or report['preset']}")
-    with open(base + '.json', 'w') as f:
-        json.dump(report, f, indent=1)
-    with open(base + '.md', 'w') as f:
-        f.write(markdown(report))
+    rep.write(report, markdown(report), 'quality', args.tag or report['preset'], args.out)
 
 
 if __name__ == '__main__':
