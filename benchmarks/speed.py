@@ -1,0 +1,449 @@
+"""Training speed and memory per method at a fixed batch and resolution, as ratios to mmpretrain's
+MoCo v2 measured in the same run (issue 9).
+
+Methods: the Fashion-MNIST configs of ``benchmarks/quality.py`` (``METHODS`` with its
+``OVERRIDES``: ResNet-18 at half width, 32 px; ``mocov2`` is mmpretrain's MoCo v2, the reference,
+always measured).  Every method runs in its own process (``--child NAME``, one JSON line back), so
+that its peak memory is its own.
+
+What is timed: the real training step of mmengine's ``Runner`` (``tools/train.py``'s config
+handling, so SyncBN is reverted to BN in one process, and the safety hooks run), i.e. the data
+preprocessor, forward, loss, backward, optimizer step, parameter schedulers and every hook of the
+method (momentum encoders, memory banks, ODC's small-cluster pass ...), from the end of one
+iteration to the end of the next.  Not timed: the one-off set-up before the first iteration (the
+initial clustering pass of DeepCluster / ODC: ``setup s``; DeepCluster re-clusters once per
+dataloader epoch, i.e. every 156 iterations of its config, which ``images / s`` leaves out),
+``--warmup`` iterations, and data loading: ``--batches`` batches are drawn through the config's
+real pipeline and sampler before training and cycled.  No checkpoints, no validation.
+
+* ``images / s``: training samples (source images) per second, ``batch x steps / seconds``;
+* ``backbone images / s``: times the method's backbone images per sample (pixels through
+  ``model.backbone`` per sample / 32^2, measured with a forward pre-hook in the first warm-up
+  iteration, as ``quality.backbone_images_per_sample``: PIRL 3.25, SimCLR 2 ...);
+* memory, CPU: ``peak RSS`` = the child's ``ru_maxrss`` at the end (set-up included), and
+  ``step memory`` = the peak RSS during the iterations (``VmHWM``, reset after the set-up:
+  warm-up and the optimizer state's first allocation included) minus the RSS before them
+  (model, optimizer, data batches built; free heap trimmed); GPU: ``max_memory_allocated``
+  after ``reset_peak_memory_stats`` at the same point, and that minus ``memory_allocated``
+  there.  SyncBN (mmpretrain's necks) is reverted to BN by the Runner in one process.
+
+CPU: ``--threads`` torch threads (and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``) in each child.
+GPU (``--device cuda``): AMP with mmengine's ``AmpOptimWrapper`` (``--amp fp16|bf16|none``),
+``--channels-last`` converts the model and its inputs (run with and without, keep what helps),
+``cudnn.benchmark`` on, ``torch.cuda.synchronize`` around the timing.
+
+    .venv/bin/python benchmarks/speed.py                              # CPU, all methods, 2 threads
+    .venv/bin/python benchmarks/speed.py --methods pirl simclr --steps 20
+    .venv/bin/python benchmarks/speed.py --device cuda --amp fp16 --channels-last --tag gpu-cl
+
+Writes ``benchmarks/results/speed_<tag>.json`` and ``.md`` (default tag: the device), with the
+command, the machine and the date.
+"""
+import argparse
+import ctypes
+import gc
+import itertools
+import json
+import os
+import os.path as osp
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks import report as rep  # noqa: E402
+from benchmarks.quality import (KNOWN_IMAGES_PER_SAMPLE, METHODS, OVERRIDES,  # noqa: E402
+                                REFERENCE_PIXELS)
+
+REFERENCE = 'mocov2'
+RESULT_PREFIX = 'SPEED_RESULT '
+MIB = 2**20
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+
+
+# ------------------------------------------------------------------------------------ memory
+def _rss() -> Optional[int]:
+    """Current resident set size in bytes (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _hwm() -> Optional[int]:
+    """Peak resident set size (``VmHWM``) in bytes since start or the last reset."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # Linux >= 4.0: reset VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss() -> int:
+    """``ru_maxrss`` of this process in bytes (KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == 'darwin' else r * 1024
+
+
+def _trim_heap() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+# ------------------------------------------------------------------------------------- child
+def build_config(name: str, args, work_dir: str):
+    """The method's config as ``tools/train.py`` would run it, with the benchmark's loop."""
+    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.utils.config import load_config
+    config = osp.join(REPO, METHODS[name])
+    cfg = load_config(config)
+    cfg.merge_from_dict(OVERRIDES.get(name, {}))
+    train_args = train_api.parse_args([config, '--work-dir', work_dir, '--no-validate',
+                                       '--no-persistent-workers'])
+    cfg = train_api.merge_args(cfg, train_args)
+    loader = cfg.train_dataloader
+    loader.update(batch_size=args.batch, num_workers=0, persistent_workers=False)
+    if args.device == 'cpu':
+        loader.pin_memory = False
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=args.warmup + args.steps)
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = f'speed_{name}'
+    cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    if args.device == 'cuda':
+        cfg.setdefault('env_cfg', {})['cudnn_benchmark'] = True
+        if args.amp != 'none':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg
+
+
+def _make_hooks(args, state: dict):
+    """``(first, last)``: hooks run first / last at each hook point."""
+    import torch
+    from mmengine.hooks import Hook
+    cuda = args.device == 'cuda'
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    class SetupStart(Hook):
+        priority = 'HIGHEST'
+
+        def before_train(self, runner) -> None:
+            state['setup_start'] = time.perf_counter()
+
+    class SpeedHook(Hook):
+        """After the set-up: pre-load batches, measure pixels per sample and time iterations."""
+        priority = 'LOWEST'
+
+        def before_train(self, runner) -> None:
+            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+            loop = runner.train_loop
+            state['setup_seconds'] = time.perf_counter() - state['setup_start']
+            # the Runner reverts SyncBN (mmpretrain's necks) to BN in a one-process run; make sure
+            if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
+                from mmengine.model import revert_sync_batchnorm
+                revert_sync_batchnorm(model)  # in place below the root; parameters are kept
+            batches = [next(loop.dataloader_iterator) for _ in range(args.batches)]
+            loop.dataloader_iterator = itertools.cycle(batches)
+            if args.channels_last:
+                model.to(memory_format=torch.channels_last)
+                model.data_preprocessor.register_forward_hook(_channels_last_inputs)
+            pixels = state['pixels'] = []
+
+            def count(_module, inputs):
+                x = inputs[0]
+                pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
+
+            backbone = getattr(model, 'backbone', None)
+            self._count = None if backbone is None else \
+                backbone.register_forward_pre_hook(count)
+            torch.set_num_threads(args.threads)  # whatever the set-up did
+            self._stamps = []
+            _trim_heap()
+            sync()
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                state['base_bytes'] = torch.cuda.memory_allocated()
+            else:
+                state['base_bytes'] = _rss()
+                state['hwm_reset'] = _reset_hwm()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            sync()
+            self._stamps.append(time.perf_counter())
+            if self._count is not None:  # one iteration counted: the first warm-up one
+                self._count.remove()
+                self._count = None
+            if batch_idx == 0 and outputs is not None:
+                state['loss'] = {k: round(float(torch.as_tensor(v).detach()), 4)
+                                 for k, v in outputs.items()
+                                 if isinstance(v, (int, float, torch.Tensor))
+                                 and torch.as_tensor(v).numel() == 1}
+
+        def after_train(self, runner) -> None:
+            t = self._stamps
+            state['iteration_seconds'] = [b - a for a, b in zip(t[args.warmup - 1:-1],
+                                                                  t[args.warmup:])]
+
+    return SetupStart(), SpeedHook()
+
+
+def _channels_last_inputs(_module, _args, output):
+    import torch
+
+    def conv(x):
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        if isinstance(x, (list, tuple)):
+            return type(x)(conv(v) for v in x)
+        return x
+
+    if isinstance(output, dict) and 'inputs' in output:
+        output['inputs'] = conv(output['inputs'])
+    return output
+
+
+def child(name: str, args) -> dict:
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    import mmssl_ext  # noqa: F401
+    from mmssl_ext.apis.train import build_runner
+    work_dir = tempfile.mkdtemp(prefix=f'speed_{name}_')
+    state: Dict = {}
+    try:
+        cfg = build_config(name, args, work_dir)
+        runner = build_runner(cfg)
+        for hook in _make_hooks(args, state):
+            runner.register_hook(hook)
+        runner.train()
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+            reserved = torch.cuda.max_memory_reserved()
+        else:
+            peak, reserved = _maxrss(), None
+            train_peak = _hwm() if state.get('hwm_reset') else None
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    seconds = sum(state['iteration_seconds'])
+    pixels = state.get('pixels') or []
+    per_sample = (sum(pixels) / args.batch / REFERENCE_PIXELS if pixels
+                  else KNOWN_IMAGES_PER_SAMPLE.get(name))
+    row = dict(config=METHODS[name], overrides=OVERRIDES.get(name, {}),
+               images_per_second=round(args.batch * args.steps / seconds, 2),
+               images_per_sample=None if per_sample is None else round(per_sample, 3),
+               seconds=round(seconds, 3),
+               iteration_ms=[round(1000 * s, 1) for s in state['iteration_seconds']],
+               setup_seconds=round(state['setup_seconds'], 2),
+               first_loss=state.get('loss'), threads=torch.get_num_threads())
+    if per_sample is not None:
+        row['backbone_images_per_second'] = round(row['images_per_second'] * per_sample, 2)
+    base = state.get('base_bytes')
+    row['peak_mib'] = round(peak / MIB, 1)
+    if args.device == 'cuda':
+        row['reserved_mib'] = round(reserved / MIB, 1)
+        row['step_mib'] = round((peak - base) / MIB, 1)
+        row['gpu'] = torch.cuda.get_device_name(0)
+    else:
+        row['base_rss_mib'] = None if base is None else round(base / MIB, 1)
+        if train_peak is not None and base is not None:
+            row['train_peak_rss_mib'] = round(train_peak / MIB, 1)
+            row['step_mib'] = round((train_peak - base) / MIB, 1)
+    return row
+
+
+# ------------------------------------------------------------------------------------ parent
+def run_child(name: str, args) -> dict:
+    cmd = [sys.executable, osp.abspath(__file__), '--child', name, '--device', args.device,
+           '--batch', str(args.batch), '--steps', str(args.steps), '--warmup', str(args.warmup),
+           '--batches', str(args.batches), '--threads', str(args.threads), '--amp', args.amp]
+    if args.channels_last:
+        cmd.append('--channels-last')
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+    if args.device == 'cpu':
+        env['CUDA_VISIBLE_DEVICES'] = '-1'  # mmengine's way to train on the CPU
+    start = time.time()
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return dict(config=METHODS[name], error=f'timed out after {args.timeout} s')
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            row = json.loads(line[len(RESULT_PREFIX):])
+            row['wall_seconds'] = round(time.time() - start, 1)
+            return row
+    err = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+    last = err[-1] if err else f'exit status {proc.returncode}'
+    return dict(config=METHODS[name], error=last[:300], returncode=proc.returncode,
+                log_tail='\n'.join(err[-30:]))
+
+
+def add_ratios(report: dict) -> None:
+    ref = report['rows'].get(REFERENCE, {})
+    for row in report['rows'].values():
+        if 'error' in row:
+            continue
+        for key in ('images_per_second', 'peak_mib', 'step_mib'):
+            a, b = row.get(key), ref.get(key)
+            row[f'{key}_ratio'] = round(a / b, 2) if a is not None and b else None
+
+
+def _fmt(x, digits=1) -> str:
+    return '-' if x is None else f'{x:,.{digits}f}'
+
+
+def markdown(report: dict) -> str:
+    cuda = report['device'] == 'cuda'
+    s = report['settings']
+    if cuda:
+        mode = (f"AMP {s['amp']}, channels_last {'on' if s['channels_last'] else 'off'}, "
+                f"cudnn.benchmark on")
+    else:
+        mode = f"{s['threads']} torch thread{'s' if s['threads'] > 1 else ''}"
+        mode += ', channels_last' if s['channels_last'] else ''
+    peak = 'peak allocated MiB' if cuda else 'peak RSS MiB'
+    lines = [f"## Training speed and memory, {report['device'].upper()} ({report['date']})", '',
+             *rep.provenance(report)[:2],
+             f"Setting: batch {s['batch']}, the configs' 32 px, {mode}; {s['warmup']} warm-up "
+             f"+ {s['steps']} timed iterations of the Runner's training step; {report['data']}; "
+             f"ratios to `{REFERENCE}` (mmpretrain's MoCo v2) of this run.", '',
+             f'| method | images / s | x MoCo v2 | backbone images / sample | backbone images / s '
+             f'| {peak} | x MoCo v2 | step MiB | x MoCo v2 | setup s |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for name, r in report['rows'].items():
+        if 'error' in r:
+            lines.append(f"| {name} | error: {r['error'].replace('|', '/')} | | | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {_fmt(r['images_per_second'])} | {_fmt(r['images_per_second_ratio'], 2)}"
+            f" | {_fmt(r.get('images_per_sample'), 2)} | "
+            f"{_fmt(r.get('backbone_images_per_second'))} | {_fmt(r['peak_mib'], 0)} | "
+            f"{_fmt(r['peak_mib_ratio'], 2)} | {_fmt(r.get('step_mib'), 0)} | "
+            f"{_fmt(r.get('step_mib_ratio'), 2)} | {_fmt(r.get('setup_seconds'))} |")
+    if cuda:
+        memory = ('`peak allocated`: `torch.cuda.max_memory_allocated` over the training '
+                  'iterations (warm-up included); `step MiB`: that minus the memory allocated '
+                  'before them (model, optimizer, batches).')
+    else:
+        memory = ("`peak RSS`: the process's `ru_maxrss`, set-up included (the clustering pass "
+                  'of DeepCluster / ODC); `step MiB`: the peak RSS during the training '
+                  'iterations (warm-up included) minus the RSS before them (model, optimizer, '
+                  'batches).')
+    lines += ['', '`images / s`: training samples (source images) per second; `backbone images '
+              '/ s`: 32 px images through the trained backbone per second. ' + memory +
+              ' `setup s`: before the first iteration (DeepCluster / ODC: the initial '
+              'clustering; DeepCluster repeats it every dataloader epoch, not in images / s).']
+    return '\n'.join(lines) + '\n'
+
+
+def _write(report: dict, args) -> None:
+    rep.write(report, markdown(report), 'speed', args.tag or report['device'], args.out)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all'], default=['all'],
+                   help=f'methods (default all; {REFERENCE} is always measured)')
+    p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    p.add_argument('--batch', type=int, default=64, help='train_dataloader.batch_size')
+    p.add_argument('--steps', type=int, help='timed iterations (default 10 CPU, 50 GPU)')
+    p.add_argument('--warmup', type=int,
+                   help='untimed iterations first, >= 1 (default 3 CPU, 10 GPU: cudnn autotuning '
+                   'and the AMP loss-scale search)')
+    p.add_argument('--batches', type=int, default=4,
+                   help='batches pre-loaded through the real pipeline and cycled')
+    p.add_argument('--threads', type=int, default=2, help='torch threads per child')
+    p.add_argument('--amp', choices=['fp16', 'bf16', 'none'],
+                   help="mixed precision on GPU (default fp16; CPU: 'none' only)")
+    p.add_argument('--channels-last', action='store_true',
+                   help='model and inputs in channels_last memory format')
+    p.add_argument('--timeout', type=int, default=3600, help='seconds per method')
+    p.add_argument('--out', default=rep.RESULTS)
+    p.add_argument('--tag', help='results file name: speed_<tag>.json (default: the device)')
+    p.add_argument('--child', choices=sorted(METHODS), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cuda = args.device == 'cuda'
+    if args.steps is None:
+        args.steps = 50 if cuda else 10
+    if args.warmup is None:
+        args.warmup = 10 if cuda else 3
+    if args.amp is None:
+        args.amp = 'fp16' if cuda else 'none'
+    if args.warmup < 1 or args.steps < 1 or args.batches < 1 or args.batch < 1:
+        p.error('--warmup, --steps, --batches and --batch must be >= 1')
+    if not cuda and args.amp != 'none':
+        p.error("--amp needs --device cuda (mmengine's AmpOptimWrapper does not run on the CPU)")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        row = child(args.child, args)
+        print(RESULT_PREFIX + json.dumps(row), flush=True)
+        return row
+    import torch
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available (torch '
+                         f'{torch.__version__}, CUDA build {torch.version.cuda})')
+    methods = list(METHODS) if 'all' in args.methods else list(dict.fromkeys(args.methods))
+    methods = [REFERENCE] + [m for m in methods if m != REFERENCE]
+    settings = dict(batch=args.batch, steps=args.steps, warmup=args.warmup,
+                    threads=args.threads, amp=args.amp, channels_last=args.channels_last)
+    report = rep.new_report(device=args.device, settings=settings, reference=REFERENCE,
+                            data=f'{args.batches} batches pre-loaded through the real pipeline '
+                                 f'and cycled (data loading not timed)',
+                            machine=rep.machine(args.threads, args.device), rows={})
+    if argv is not None:
+        report['command'] = 'python benchmarks/speed.py ' + ' '.join(argv)
+    for name in methods:
+        if not osp.isfile(osp.join(REPO, METHODS[name])):
+            report['rows'][name] = dict(config=METHODS[name], error='config missing')
+        else:
+            print(f'[{name}] ...', flush=True)
+            report['rows'][name] = run_child(name, args)
+        r = report['rows'][name]
+        print(f"[{name}] " + (f"error: {r['error']}" if 'error' in r else
+                              f"{r['images_per_second']} images/s, peak {r['peak_mib']} MiB, "
+                              f"step {r.get('step_mib')} MiB"), flush=True)
+        add_ratios(report)
+        _write(report, args)
+    print(markdown(report))
+    return report
+
+
+if __name__ == '__main__':
+    main()
