@@ -11,10 +11,9 @@ pooled features, and D=512 with ``--dim 512``), random unit vectors, 10 random l
   for k=20 and k=200), i.e. the whole evaluation after feature extraction;
 * ``scikit-learn``: ``NearestNeighbors(algorithm='brute', metric='cosine')``.
 
-Ratios are the reference's time over ours (> 1: ours faster); peak memory is the growth of the
-process's peak RSS during the call (each call's peak only counts where it exceeds every earlier
-one, so the calls run in increasing order of expected memory, the naive one last).  Neighbour
-agreement with the naive search is reported too (ties may order differently).
+Ratios are the reference's time over ours (> 1: ours faster); peak memory is each call's own
+peak RSS minus the RSS before it (the peak is reset before every call).  Neighbour agreement
+with the naive search is reported too (ties may order differently).
 
     .venv/bin/python benchmarks/knn_search.py [--dim 256] [--threads 2] [--tag cpu]
 
@@ -22,7 +21,6 @@ Writes ``benchmarks/results/knn_search_<tag>.json`` and ``.md``.
 """
 import argparse
 import os.path as osp
-import resource
 import sys
 import time
 
@@ -33,6 +31,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks import memory as mem  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 from mmssl_ext.evaluation.knn import knn_evaluate, knn_neighbours  # noqa: E402
 
@@ -51,12 +50,11 @@ def sklearn_search(train, test, k):
 
 def measure(fn, *args):
     """Seconds and peak-RSS growth (MiB) of one call."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    out = fn(*args)
-    seconds = time.perf_counter() - t0
-    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return seconds, grown, out
+    with mem.peak_growth() as grown:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        seconds = time.perf_counter() - t0
+    return seconds, grown['bytes'] / 2**20 if grown['bytes'] is not None else None, out
 
 
 def main(argv=None):
@@ -100,8 +98,9 @@ def main(argv=None):
     for name, fn, args in runs:
         seconds, grown, out = measure(fn, *args)
         outs[name] = out
-        rows[name] = dict(seconds=round(seconds, 3), peak_rss_growth_mib=round(grown, 1))
-        print(f'{name:<55} {seconds:7.2f} s  peak RSS +{grown:.0f} MiB', flush=True)
+        rows[name] = dict(seconds=round(seconds, 3),
+                          peak_rss_growth_mib=None if grown is None else round(grown, 1))
+        print(f'{name:<55} {seconds:7.2f} s  peak RSS +{grown} MiB', flush=True)
     ref_t = rows['naive full matrix + topk']['seconds']
     ref_idx = outs['naive full matrix + topk'].indices
     for name, row in rows.items():
@@ -119,8 +118,8 @@ def main(argv=None):
              '| method | seconds | naive / this | peak RSS growth (MiB) | same neighbours as '
              'naive |', '|---|---:|---:|---:|---:|']
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r['naive_over_this']:.2f} | "
-                     f"{r['peak_rss_growth_mib']:.0f} | "
+        grown = '-' if r['peak_rss_growth_mib'] is None else f"{r['peak_rss_growth_mib']:.0f}"
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['naive_over_this']:.2f} | {grown} | "
                      f"{r.get('same_neighbours_as_naive', '-')} |")
     md = '\n'.join(lines) + '\n'
     print(md)

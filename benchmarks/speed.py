@@ -40,13 +40,10 @@ Writes ``benchmarks/results/speed_<tag>.json`` and ``.md`` (default tag: the dev
 command, the machine and the date.
 """
 import argparse
-import ctypes
-import gc
 import itertools
 import json
 import os
 import os.path as osp
-import resource
 import shutil
 import subprocess
 import sys
@@ -58,6 +55,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks import memory as mem  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 from benchmarks.quality import (KNOWN_IMAGES_PER_SAMPLE, METHODS, OVERRIDES,  # noqa: E402
                                 REFERENCE_PIXELS)
@@ -66,51 +64,6 @@ REFERENCE = 'mocov2'
 RESULT_PREFIX = 'SPEED_RESULT '
 MIB = 2**20
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
-
-
-# ------------------------------------------------------------------------------------ memory
-def _rss() -> Optional[int]:
-    """Current resident set size in bytes (Linux ``/proc``; ``None`` elsewhere)."""
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _hwm() -> Optional[int]:
-    """Peak resident set size (``VmHWM``) in bytes since start or the last reset."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # Linux >= 4.0: reset VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
-def _maxrss() -> int:
-    """``ru_maxrss`` of this process in bytes (KiB on Linux, bytes on macOS)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == 'darwin' else r * 1024
-
-
-def _trim_heap() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 # ------------------------------------------------------------------------------------- child
@@ -187,15 +140,15 @@ def _make_hooks(args, state: dict):
                 backbone.register_forward_pre_hook(count)
             torch.set_num_threads(args.threads)  # whatever the set-up did
             self._stamps = []
-            _trim_heap()
+            mem.trim_heap()
             sync()
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
                 state['base_bytes'] = torch.cuda.memory_allocated()
             else:
-                state['base_bytes'] = _rss()
-                state['hwm_reset'] = _reset_hwm()
+                state['base_bytes'] = mem.rss()
+                state['hwm_reset'] = mem.reset_hwm()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
             sync()
@@ -252,8 +205,8 @@ def child(name: str, args) -> dict:
             peak = torch.cuda.max_memory_allocated()
             reserved = torch.cuda.max_memory_reserved()
         else:
-            peak, reserved = _maxrss(), None
-            train_peak = _hwm() if state.get('hwm_reset') else None
+            peak, reserved = mem.maxrss(), None
+            train_peak = mem.hwm() if state.get('hwm_reset') else None
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     seconds = sum(state['iteration_seconds'])
