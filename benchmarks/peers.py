@@ -847,7 +847,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device) -> dict:
     iters = max(1, math.ceil(preset['budget'] / (batch * per_sample)))
     row = dict(method=name, implementation=f'lightly {_lightly_version()}',
                config=quality.METHODS[name], overrides=quality.OVERRIDES.get(name, {}),
-               train_images=len(dataset), batch_size=batch,
+               train_images=len(dataset), batch_size=batch, seed=args.seed,
                images_per_sample=round(per_sample, 3), iterations=iters, samples=iters * batch,
                backbone_images=round(iters * batch * per_sample))
     if not args.no_check_budget:
@@ -937,7 +937,8 @@ def run_lightly(name: str, args, preset: dict, device: torch.device) -> dict:
     if not args.skip_eval:
         t0 = time.time()
         with quiet_mmengine():
-            row.update(quality.evaluate(cfg, ckpt, preset['probe_train'], seed=args.seed))
+            # the evaluation protocol is fixed (seed 0: probe subset), whatever the training seed
+            row.update(quality.evaluate(cfg, ckpt, preset['probe_train']))
         row['eval_seconds'] = round(time.time() - t0, 1)
     row['notes'] = peer.notes
     print(f"[{name} / lightly] {_short(row)}", flush=True)
@@ -949,7 +950,7 @@ def run_ours(name: str, args, preset: dict) -> dict:
     if args.skip_eval and not args.dry_run:
         raise ValueError('--ours trains and evaluates through quality.run_method; '
                          'drop --skip-eval')
-    qargs = argparse.Namespace(dry_run=args.dry_run, only_random=False,
+    qargs = argparse.Namespace(dry_run=args.dry_run, only_random=False, seed=args.seed,
                                work_dir=osp.join(args.work_dir, 'ours'))
     row = quality.run_method(name, quality.METHODS[name], qargs, preset)
     row.update(method=name, implementation=OURS)
@@ -1088,7 +1089,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                    help="skip measuring our model's backbone images per sample")
     p.add_argument('--threads', type=int, help="torch threads (default: the preset's)")
     p.add_argument('--workers', type=int, help="data loader workers (default: the preset's)")
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0,
+                   help='training seed of both implementations (the evaluation always uses 0)')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'benchmarks', 'peers'))
     p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name peers_<tag> (default: <preset>-<budget>)')
@@ -1114,7 +1116,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.random_init and not args.dry_run:
         with quiet_mmengine():
             report['random_init'] = quality.evaluate(method_cfg('pirl', preset), 'random',
-                                                     preset['probe_train'], seed=args.seed)
+                                                     preset['probe_train'])
     for name in methods:
         runs = ([('ours', lambda: run_ours(name, args, preset))] if args.ours else []) + \
             [('lightly', lambda: run_lightly(name, args, preset, device))]

@@ -196,6 +196,8 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
     from mmssl_ext.utils.config import load_config
     cfg = load_config(osp.join(REPO, config))
     cfg.merge_from_dict(OVERRIDES.get(name, {}))
+    if getattr(args, 'seed', None) is not None:  # training seed; the evaluation keeps seed 0
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
     apply_data(cfg, preset['full_train'], preset['workers'])
     per_sample = KNOWN_IMAGES_PER_SAMPLE.get(name) or backbone_images_per_sample(cfg)
     batch = cfg.train_dataloader.batch_size
@@ -203,7 +205,8 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
     row = dict(config=config, overrides=OVERRIDES.get(name, {}), batch_size=batch,
                images_per_sample=round(per_sample, 3),
                iterations=iters, samples=iters * batch,
-               backbone_images=round(iters * batch * per_sample))
+               backbone_images=round(iters * batch * per_sample),
+               seed=cfg.get('randomness', {}).get('seed'))
     print(f'[{name}] {per_sample:.2f} backbone images per sample -> {iters} iterations x '
           f'{batch}', flush=True)
     if args.dry_run:
@@ -274,6 +277,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
+    p.add_argument('--seed', type=int,
+                   help="training seed (default: the config's); the evaluation always uses 0")
     args = p.parse_args(argv)
     preset = dict(PRESETS[args.preset])
     if args.budget:
