@@ -31,7 +31,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks import memory as mem  # noqa: E402
+from benchmarks import measure as mem  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 from mmssl_ext.evaluation.knn import knn_evaluate, knn_neighbours  # noqa: E402
 

@@ -21,7 +21,6 @@ Writes ``benchmarks/results/memory_bank_<tag>.json`` and ``.md``.
 import argparse
 import os.path as osp
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks import report as rep  # noqa: E402
+from benchmarks.measure import time_per_call  # noqa: E402
 from mmssl_ext.models import MemoryBank  # noqa: E402
 
 
@@ -57,15 +57,6 @@ def reference_step(feats: torch.Tensor, query: torch.Tensor, idx: torch.Tensor, 
         feats.index_copy_(0, idx, new)
 
 
-def timed(step, steps: int, warmup: int = 2):
-    for _ in range(warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--length', type=int, default=1281167)
@@ -85,14 +76,14 @@ def main(argv=None):
     gathered = {'shared': a.negatives, 'per_sample': a.batch * a.negatives}
     for sampling in ('shared', 'per_sample'):
         bank = MemoryBank(a.length, a.dim, num_negatives=a.negatives, sampling=sampling)
-        seconds = timed(lambda: ours_step(bank, query, idx), a.steps)
+        seconds = time_per_call(lambda: ours_step(bank, query, idx), a.steps)
         rows[f'ours, sampling={sampling!r}'] = dict(
             ms_per_step=round(seconds * 1000, 2),
             negatives_gathered_mib=round(gathered[sampling] * a.dim * 4 / 2**20, 1))
         resident = bank.feats.numel() * bank.feats.element_size() / 2**20
         del bank
     feats = F.normalize(torch.randn(a.length, a.dim), dim=1)
-    seconds = timed(lambda: reference_step(feats, query, idx, a.negatives), a.steps)
+    seconds = time_per_call(lambda: reference_step(feats, query, idx, a.negatives), a.steps)
     ref = 'reference: NPID-style multinomial + index_select, per sample'
     rows[ref] = dict(ms_per_step=round(seconds * 1000, 2),
                      negatives_gathered_mib=round(a.batch * a.negatives * a.dim * 4 / 2**20, 1))

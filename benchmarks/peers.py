@@ -127,6 +127,7 @@ for _p in (REPO, BENCH):
 
 import quality  # noqa: E402  (benchmarks/quality.py: configs, budget, schedule, evaluation)
 from benchmarks import report as rep  # noqa: E402  (command, machine, date, writing)
+from mmssl_ext.models.utils import bn_running_stats_frozen  # noqa: E402
 
 #: the methods lightly and we both have (names as in quality.METHODS)
 PEER_METHODS = ('simclr', 'mocov2', 'byol', 'pirl', 'dino')
@@ -216,20 +217,6 @@ class PooledBackbone(nn.Module):
         feat = self.net(x)
         feat = feat[-1] if isinstance(feat, (tuple, list)) else feat
         return F.adaptive_avg_pool2d(feat, 1).flatten(1)
-
-
-@contextlib.contextmanager
-def bn_running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """BatchNorm normalises with batch statistics but leaves its running statistics alone."""
-    bns = [m for m in module.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    for m in bns:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in bns:
-            m.track_running_stats = True
 
 
 # ---------------------------------------------------------------------- views of a config
@@ -815,18 +802,8 @@ def images_per_sample(name: str, cfg, dataset, num: int = 4) -> float:
     probe.train()
     samples = [dataset[i][0] for i in range(num)]
     views = [torch.stack(v) for v in zip(*samples)]
-    pixels = []
-
-    def hook(_module, args):
-        x = args[0]
-        pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
-
-    handle = probe.backbone.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            probe.loss(views, 0, 2)
-    finally:
-        handle.remove()
+    with quality.counting_pixels(probe.backbone) as pixels, torch.no_grad():
+        probe.loss(views, 0, 2)
     return sum(pixels) / num / quality.REFERENCE_PIXELS
 
 

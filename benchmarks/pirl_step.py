@@ -10,7 +10,8 @@
 """
 import argparse
 import copy
-import time
+import os.path as osp
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -18,21 +19,17 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-import mmssl_ext  # noqa: F401
-from mmssl_ext.models import MemoryBank
-from mmssl_ext.registry import MODELS
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import mmssl_ext  # noqa: F401,E402
+from benchmarks.measure import time_per_call  # noqa: E402
+from mmssl_ext.models import MemoryBank  # noqa: E402
+from mmssl_ext.registry import MODELS  # noqa: E402
 
 PIRL_CFG = 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py'
 MOCO_CFG = 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py'
-
-
-def timeit(step, steps, warmup=2):
-    for _ in range(warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
 
 
 def build(cfg_path, width, overrides=None):
@@ -77,8 +74,8 @@ def main():
         (F.normalize(f, dim=1) * F.normalize(g, dim=1)).sum().backward()
         opt.step()
 
-    t_plain = timeit(plain_step, a.steps)
-    t_pirl = timeit(pirl_step, a.steps)
+    t_plain = time_per_call(plain_step, a.steps)
+    t_pirl = time_per_call(pirl_step, a.steps)
 
     moco = build(MOCO_CFG, a.width, dict(neck=dict(in_channels=feat, hid_channels=feat)))
     opt_m = torch.optim.SGD(moco.parameters(), lr=0.01, momentum=0.9)
@@ -89,7 +86,7 @@ def main():
         moco.loss([img, img2], samples)['loss'].backward()
         opt_m.step()
 
-    t_moco = timeit(moco_step, a.steps)
+    t_moco = time_per_call(moco_step, a.steps)
 
     print(f'ResNet-18 width {a.width}, batch {B}, image 32 px + 9 patches of 16 px, '
           f'{torch.get_num_threads()} threads')
@@ -110,7 +107,7 @@ def main():
         bank.get(idx)
         bank.update(idx, q)
 
-    t_bank = timeit(bank_step, 20)
+    t_bank = time_per_call(bank_step, 20)
     bank_mb = bank.feats.numel() * 4 / 2**20
     print(f'memory bank {a.bank_length} x 128: {bank_mb:.0f} MiB resident; per step at batch 32 '
           f'with 32000 negatives: {t_bank * 1000:.1f} ms (negatives gathered: '

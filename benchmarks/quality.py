@@ -26,13 +26,14 @@ Writes ``benchmarks/results/quality_<preset>.json`` and ``.md`` (the command, th
 date with every table).
 """
 import argparse
+import contextlib
 import copy
 import math
 import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 
@@ -101,6 +102,23 @@ REFERENCE_PIXELS = 32 * 32
 
 
 # ------------------------------------------------------------------------------------ budget
+@contextlib.contextmanager
+def counting_pixels(backbone: torch.nn.Module) -> Iterator[List[int]]:
+    """``with counting_pixels(model.backbone) as pixels: ...``: ``pixels`` receives, for every
+    call of ``backbone`` inside the block, ``batch x height x width`` of its input."""
+    pixels: List[int] = []
+
+    def hook(_module, args):
+        x = args[0]
+        pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
+
+    handle = backbone.register_forward_pre_hook(hook)
+    try:
+        yield pixels
+    finally:
+        handle.remove()
+
+
 def backbone_images_per_sample(cfg, batch_size: int = 4) -> float:
     """Pixels through ``model.backbone`` per training sample (in 32 x 32 images), measured
     with a forward pre-hook over one real training batch."""
@@ -115,19 +133,10 @@ def backbone_images_per_sample(cfg, batch_size: int = 4) -> float:
         loader = build_dataloader(loader_cfg, seed=0)
     model.init_weights()
     model.train()
-    pixels = []
-
-    def hook(_module, args):
-        x = args[0]
-        pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
-
-    handle = model.backbone.register_forward_pre_hook(hook)
-    try:
+    with counting_pixels(model.backbone) as pixels:
         batch = next(iter(loader))
         data = model.data_preprocessor(batch, True)
         model(**data, mode='loss')
-    finally:
-        handle.remove()
     return sum(pixels) / batch_size / REFERENCE_PIXELS
 
 

@@ -55,10 +55,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks import memory as mem  # noqa: E402
+from benchmarks import measure as mem  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 from benchmarks.quality import (KNOWN_IMAGES_PER_SAMPLE, METHODS, OVERRIDES,  # noqa: E402
-                                REFERENCE_PIXELS)
+                                REFERENCE_PIXELS, counting_pixels)
 
 REFERENCE = 'mocov2'
 RESULT_PREFIX = 'SPEED_RESULT '
@@ -129,15 +129,9 @@ def _make_hooks(args, state: dict):
             if args.channels_last:
                 model.to(memory_format=torch.channels_last)
                 model.data_preprocessor.register_forward_hook(_channels_last_inputs)
-            pixels = state['pixels'] = []
-
-            def count(_module, inputs):
-                x = inputs[0]
-                pixels.append(x.shape[0] * x.shape[-1] * x.shape[-2])
-
             backbone = getattr(model, 'backbone', None)
-            self._count = None if backbone is None else \
-                backbone.register_forward_pre_hook(count)
+            self._count = None if backbone is None else counting_pixels(backbone)
+            state['pixels'] = [] if self._count is None else self._count.__enter__()
             torch.set_num_threads(args.threads)  # whatever the set-up did
             self._stamps = []
             mem.trim_heap()
@@ -154,7 +148,7 @@ def _make_hooks(args, state: dict):
             sync()
             self._stamps.append(time.perf_counter())
             if self._count is not None:  # one iteration counted: the first warm-up one
-                self._count.remove()
+                self._count.__exit__(None, None, None)
                 self._count = None
             if batch_idx == 0 and outputs is not None:
                 state['loss'] = {k: round(float(torch.as_tensor(v).detach()), 4)

@@ -1,6 +1,5 @@
 """PIRL: Pretext-Invariant Representation Learning (Misra & van der Maaten, CVPR 2020)."""
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,6 +8,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from mmssl_ext.registry import MODELS
+from ..utils import bn_running_stats_frozen
 
 
 @MODELS.register_module()
@@ -69,19 +69,6 @@ class PIRL(BaseSelfSupervisor):
         self.loss_lambda = loss_lambda
         self.transformed_bn_stats = transformed_bn_stats
 
-    @contextmanager
-    def _bn_running_stats_frozen(self) -> Iterator[None]:
-        """Normalise with batch statistics but leave the running statistics untouched."""
-        bns = [m for m in self.backbone.modules()
-               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        for m in bns:
-            m.track_running_stats = False
-        try:
-            yield
-        finally:
-            for m in bns:
-                m.track_running_stats = True
-
     def embed_image(self, img: torch.Tensor) -> torch.Tensor:
         """``f(v_I)``, L2-normalised."""
         return F.normalize(self.neck(self.backbone(img))[0], dim=1)
@@ -91,7 +78,7 @@ class PIRL(BaseSelfSupervisor):
         if view.ndim == 5:
             view = view.flatten(0, 1)  # all B*N patches through the backbone in one batch
         if self.training and not self.transformed_bn_stats:
-            with self._bn_running_stats_frozen():
+            with bn_running_stats_frozen(self.backbone):
                 feats = self.backbone(view)
         else:
             feats = self.backbone(view)

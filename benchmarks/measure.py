@@ -1,13 +1,25 @@
-"""Process memory as the benchmarks measure it on the CPU (Linux ``/proc``; ``None`` where it is
-not available): the current and peak resident set size, and the peak growth over a block of code
-with the peak reset first, so that each measured call counts its own peak, whatever ran before."""
+"""How the benchmarks measure: wall time per call (after warm-up calls), and process memory on the
+CPU (Linux ``/proc``; ``None`` where it is not available): the current and peak resident set
+size, and the peak growth over a block of code with the peak reset first, so that each measured
+call counts its own peak, whatever ran before."""
 import contextlib
 import ctypes
 import gc
 import os
 import resource
 import sys
-from typing import Iterator, Optional
+import time
+from typing import Callable, Iterator, Optional
+
+
+def time_per_call(step: Callable[[], object], steps: int, warmup: int = 2) -> float:
+    """Mean wall seconds of ``step()`` over ``steps`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
 
 
 def rss() -> Optional[int]:
