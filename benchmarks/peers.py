@@ -922,6 +922,31 @@ def run_lightly(name: str, args, preset: dict, device: torch.device) -> dict:
     return row
 
 
+def data_pipeline_seconds(name: str, preset: dict, samples: int = 500) -> dict:
+    """Seconds per training sample of each implementation's data pipeline alone (decode, views,
+    augmentation; one process, no loader workers): where the end-to-end images/s differ while
+    the training steps do not, the difference is here."""
+    from lightly.data import LightlyDataset
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    cfg = method_cfg(name, preset)
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    ds_cfg.pop('_scope_', None)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ours = DATASETS.build(ds_cfg)
+    root, files = training_files(cfg)
+    theirs = LightlyDataset(root, transform=PEERS[name](cfg).transform()[0], filenames=files)
+    out = {}
+    for impl, ds in ((OURS, ours), (f'lightly {_lightly_version()}', theirs)):
+        _seed(0)
+        ds[0]  # warm-up (file cache, lazy imports)
+        t0 = time.perf_counter()
+        for i in range(samples):
+            ds[i % len(ds)]
+        out[impl] = round((time.perf_counter() - t0) / samples * 1e3, 3)
+    return out
+
+
 def run_ours(name: str, args, preset: dict) -> dict:
     """Our side: quality.py's run_method (train + evaluate) for the same preset and budget."""
     if args.skip_eval and not args.dry_run:
@@ -983,6 +1008,17 @@ def _lightly_version() -> str:
 
 # ------------------------------------------------------------------------------- report
 def markdown(report: dict) -> str:
+    if 'data_pipeline_ms_per_sample' in report:
+        lines = [f"## Data pipelines alone: mmssl_ext vs lightly ({report['date']})", '',
+                 *rep.provenance(report)[:2],
+                 'Milliseconds per training sample (decode, views, augmentation), one process, no '
+                 'loader workers, 500 samples of the config\'s training images.', '',
+                 '| method | ours (ms / sample) | lightly (ms / sample) | ours / lightly |',
+                 '|---|---:|---:|---:|']
+        for name, r in report['data_pipeline_ms_per_sample'].items():
+            o, t = r[OURS], next(v for k, v in r.items() if k != OURS)
+            lines.append(f'| {name} | {o:.2f} | {t:.2f} | {o / t:.2f} |')
+        return '\n'.join(lines) + '\n'
     data = ('all 60k' if report['full_train'] else
             'the first 10k; configs/mocov2 (no `indices`): all 60k')
     lines = [f"## Peer comparison: mmssl_ext vs lightly, preset `{report['preset']}` "
@@ -1061,6 +1097,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--random-init', action='store_true',
                    help='also evaluate the untrained backbone (a reference row)')
     p.add_argument('--skip-eval', action='store_true', help='train only (smoke test)')
+    p.add_argument('--data-only', action='store_true',
+                   help='no training: ms per sample of each data pipeline alone, one process')
     p.add_argument('--dry-run', action='store_true', help='only measure and print iterations')
     p.add_argument('--no-check-budget', action='store_true',
                    help="skip measuring our model's backbone images per sample")
@@ -1090,6 +1128,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
                             machine=rep.machine(preset['threads'], device.type), rows=[])
     if argv is not None:
         report['command'] = 'python benchmarks/peers.py ' + ' '.join(argv)
+    if args.data_only:
+        report['data_pipeline_ms_per_sample'] = {
+            name: data_pipeline_seconds(name, preset) for name in methods}
+        print(json.dumps(report['data_pipeline_ms_per_sample'], indent=1))
+        _write(report, args)
+        return report
     if args.random_init and not args.dry_run:
         with quiet_mmengine():
             report['random_init'] = quality.evaluate(method_cfg('pirl', preset), 'random',
