@@ -161,10 +161,42 @@ def rescale_schedule(cfg, iters: int) -> None:
     cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'KNNEvalHook']
 
 
+#: model keys that hold the number of training images (memory banks, DeepCluster's labels)
+DATASET_SIZE_KEYS = ('length', 'num_samples')
+
+
+def _resize_dataset_keys(node, old: int, new: int) -> List[str]:
+    """Set every ``length`` / ``num_samples`` equal to ``old`` below ``node`` to ``new``."""
+    changed = []
+    items = (node.items() if isinstance(node, dict) else
+             enumerate(node) if isinstance(node, (list, tuple)) else ())
+    for key, value in items:
+        if key in DATASET_SIZE_KEYS and value == old and not isinstance(value, bool):
+            node[key] = new
+            changed.append(str(key))
+        else:
+            changed += [f'{key}.{c}' for c in _resize_dataset_keys(value, old, new)]
+    return changed
+
+
 def apply_data(cfg, full_train: bool, workers: int) -> None:
+    """Loader workers; with ``full_train`` drop the config's ``indices`` (all training images)
+    and resize what holds one entry per training image (memory banks, DeepCluster's labels)."""
     ds = cfg.train_dataloader.dataset
-    if full_train:
-        ds.pop('indices', None)
+    if full_train and 'indices' in ds:
+        old = ds.pop('indices')
+        if not isinstance(old, int):
+            raise ValueError(f'{cfg.filename}: train_dataloader.dataset.indices={old!r}: the '
+                             'full-train budget handles an int (the first N images) only')
+        from mmengine.registry import DefaultScope
+        from mmssl_ext.registry import DATASETS
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+            new = len(DATASETS.build(copy.deepcopy(ds)))
+        changed = [f'model.{c}' for c in _resize_dataset_keys(cfg.model, old, new)]
+        for i, h in enumerate(cfg.get('custom_hooks', [])):
+            changed += [f'custom_hooks.{i}.{c}' for c in _resize_dataset_keys(h, old, new)]
+        if changed:
+            print(f'[full train] {old} -> {new} images: ' + ', '.join(changed), flush=True)
     cfg.train_dataloader.num_workers = workers
     cfg.train_dataloader.persistent_workers = workers > 0
 
@@ -274,8 +306,9 @@ def markdown(report: dict) -> str:
 def main(argv: Optional[List[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
-    p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all'],
-                   help='methods (default: the preset\'s)')
+    p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all', 'supervised'],
+                   help="methods (default: the preset's); 'supervised' is the supervised "
+                   'baseline alone, as --baselines supervised')
     p.add_argument('--budget', type=int, help='backbone-equivalent images per method')
     p.add_argument('--baselines', nargs='*', default=['pixels', 'random', 'supervised'],
                    choices=['pixels', 'random', 'supervised'],
@@ -283,6 +316,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--dry-run', action='store_true', help='only measure and print iterations')
     p.add_argument('--only-random', action='store_true',
                    help='no training: only the own random-init baselines of the methods')
+    p.add_argument('--workers', type=int,
+                   help="train_dataloader.num_workers (default: the preset's); lower it when "
+                   'several invocations share the machine')
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
@@ -292,9 +328,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     preset = dict(PRESETS[args.preset])
     if args.budget:
         preset['budget'] = args.budget
+    if args.workers is not None:
+        preset['workers'] = args.workers
     methods = args.methods or preset['methods']
     if 'all' in methods:
         methods = list(METHODS)
+    if 'supervised' in methods:
+        methods = [m for m in methods if m != 'supervised']
+        args.baselines = list(dict.fromkeys(list(args.baselines) + ['supervised']))
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config

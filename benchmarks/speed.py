@@ -238,7 +238,8 @@ def run_child(name: str, args) -> dict:
     if args.channels_last:
         cmd.append('--channels-last')
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
+               MKL_NUM_THREADS=str(args.threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')])))
     if args.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = '-1'  # mmengine's way to train on the CPU
     start = time.time()

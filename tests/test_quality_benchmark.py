@@ -1,0 +1,64 @@
+"""benchmarks/quality.py's full-train budget: dropping a config's ``indices`` must resize what
+holds one entry per training image (memory banks, DeepCluster's label array), else the first
+sample index past the old length stops the run (it did, on the first GPU run)."""
+import os.path as osp
+
+import pytest
+
+from benchmarks import quality
+from mmssl_ext.utils.config import load_config
+from tests.helpers import REPO
+
+
+def _cfg(rel, tiny_tree, indices):
+    cfg = load_config(osp.join(REPO, rel))
+    cfg.train_dataloader.dataset.data_root = tiny_tree
+    cfg.train_dataloader.dataset.indices = indices
+    return cfg
+
+
+def _tiny_len(tiny_tree):
+    with open(osp.join(tiny_tree, 'meta', 'train.txt')) as f:
+        return sum(1 for line in f if line.strip())
+
+
+@pytest.mark.parametrize('rel,keys', [
+    ('configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', [('memory_bank', 'length')]),
+    ('configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py', [('num_samples', )]),
+])
+def test_full_train_resizes_per_image_state(tiny_tree, rel, keys):
+    cfg = _cfg(rel, tiny_tree, 3)
+    for path in keys:  # the config sizes them to its own `indices`; make them match ours
+        node = cfg.model
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = 3
+    quality.apply_data(cfg, full_train=True, workers=0)
+    n = _tiny_len(tiny_tree)
+    assert n > 3
+    assert 'indices' not in cfg.train_dataloader.dataset
+    for path in keys:
+        node = cfg.model
+        for k in path:
+            node = node[k]
+        assert node == n, path
+    assert cfg.train_dataloader.num_workers == 0
+    assert cfg.train_dataloader.persistent_workers is False
+
+
+def test_full_train_leaves_other_sizes_and_subset_runs_alone(tiny_tree):
+    cfg = _cfg('configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', tiny_tree, 3)
+    cfg.model.memory_bank.length = 3
+    cfg.model.memory_bank.num_negatives = 3  # equal to the old size, but not a per-image size
+    quality.apply_data(cfg, full_train=False, workers=2)  # the CPU preset: keeps the subset
+    assert cfg.train_dataloader.dataset.indices == 3 and cfg.model.memory_bank.length == 3
+    assert cfg.train_dataloader.persistent_workers is True
+    quality.apply_data(cfg, full_train=True, workers=2)
+    assert cfg.model.memory_bank.length == _tiny_len(tiny_tree)
+    assert cfg.model.memory_bank.num_negatives == 3
+
+
+def test_full_train_rejects_index_lists(tiny_tree):
+    cfg = _cfg('configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', tiny_tree, [0, 1, 2])
+    with pytest.raises(ValueError, match=r'indices=\[0, 1, 2\]'):
+        quality.apply_data(cfg, full_train=True, workers=0)
