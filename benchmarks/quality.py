@@ -306,9 +306,9 @@ def markdown(report: dict) -> str:
 def main(argv: Optional[List[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
-    p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all', 'supervised'],
-                   help="methods (default: the preset's); 'supervised' is the supervised "
-                   'baseline alone, as --baselines supervised')
+    p.add_argument('--methods', nargs='*', choices=sorted(METHODS) + ['all', 'supervised'],
+                   help="methods (default: the preset's; none: only the baselines); "
+                   "'supervised' is the supervised baseline, as --baselines supervised")
     p.add_argument('--budget', type=int, help='backbone-equivalent images per method')
     p.add_argument('--baselines', nargs='*', default=['pixels', 'random', 'supervised'],
                    choices=['pixels', 'random', 'supervised'],
@@ -330,7 +330,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         preset['budget'] = args.budget
     if args.workers is not None:
         preset['workers'] = args.workers
-    methods = args.methods or preset['methods']
+    methods = preset['methods'] if args.methods is None else args.methods
     if 'all' in methods:
         methods = list(METHODS)
     if 'supervised' in methods:
