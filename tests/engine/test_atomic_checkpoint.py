@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 from mmengine.config import Config
@@ -261,7 +262,9 @@ class _FakeRunner:
     def __init__(self, work_dir: str) -> None:
         from mmengine.logging import MessageHub, MMLogger
         self.work_dir, self.iter, self.epoch, self.fail = work_dir, 0, 0, False
-        self.message_hub = MessageHub.get_instance(f'atomic-ckpt-test-{id(self)}')
+        # a fresh hub per runner: MessageHub instances are global by name, and an id() of a
+        # collected runner can be reused, which once handed a test an earlier test's hub
+        self.message_hub = MessageHub.get_instance(f'atomic-ckpt-test-{uuid.uuid4().hex}')
         self.logger = MMLogger.get_current_instance()
         self.saved = []
 
