@@ -922,8 +922,8 @@ def run_lightly(name: str, args, preset: dict, device: torch.device) -> dict:
     return row
 
 
-def data_pipeline_seconds(name: str, preset: dict, samples: int = 500) -> dict:
-    """Seconds per training sample of each implementation's data pipeline alone (decode, views,
+def data_pipeline_ms(name: str, preset: dict, samples: int = 500) -> dict:
+    """Milliseconds per training sample of each implementation's data pipeline alone (decode, views,
     augmentation; one process, no loader workers): where the end-to-end images/s differ while
     the training steps do not, the difference is here."""
     from lightly.data import LightlyDataset
@@ -1130,7 +1130,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         report['command'] = 'python benchmarks/peers.py ' + ' '.join(argv)
     if args.data_only:
         report['data_pipeline_ms_per_sample'] = {
-            name: data_pipeline_seconds(name, preset) for name in methods}
+            name: data_pipeline_ms(name, preset) for name in methods}
         print(json.dumps(report['data_pipeline_ms_per_sample'], indent=1))
         _write(report, args)
         return report
