@@ -201,6 +201,20 @@ def apply_data(cfg, full_train: bool, workers: int) -> None:
     cfg.train_dataloader.persistent_workers = workers > 0
 
 
+def apply_batch_size(cfg, batch: Optional[int]) -> None:
+    """Train with ``batch`` samples per iteration instead of the config's, scaling the lr
+    linearly (mmengine's ``auto_scale_lr``, based on the config's own batch size: its lr is
+    tuned for that).  One process only, as the benchmark runs."""
+    if batch is None:
+        return
+    if batch < 1:
+        raise ValueError(f'--batch-size must be positive, got {batch}')
+    old = cfg.train_dataloader.batch_size
+    cfg.train_dataloader.batch_size = batch
+    cfg.auto_scale_lr = dict(enable=True, base_batch_size=old)
+    print(f'[batch] {old} -> {batch} samples per iteration, lr x {batch / old:g}', flush=True)
+
+
 # -------------------------------------------------------------------------------- evaluation
 def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
              raw_pixels: bool = False) -> Dict[str, float]:
@@ -240,10 +254,13 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
     if getattr(args, 'seed', None) is not None:  # training seed; the evaluation keeps seed 0
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
     apply_data(cfg, preset['full_train'], preset['workers'])
+    config_batch = cfg.train_dataloader.batch_size
+    apply_batch_size(cfg, getattr(args, 'batch_size', None))
     per_sample = KNOWN_IMAGES_PER_SAMPLE.get(name) or backbone_images_per_sample(cfg)
     batch = cfg.train_dataloader.batch_size
     iters = max(1, math.ceil(preset['budget'] / (batch * per_sample)))
     row = dict(config=config, overrides=OVERRIDES.get(name, {}), batch_size=batch,
+               lr_scale=round(batch / config_batch, 4),
                images_per_sample=round(per_sample, 3),
                iterations=iters, samples=iters * batch,
                backbone_images=round(iters * batch * per_sample),
@@ -319,6 +336,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--workers', type=int,
                    help="train_dataloader.num_workers (default: the preset's); lower it when "
                    'several invocations share the machine')
+    p.add_argument('--batch-size', type=int,
+                   help="samples per iteration for every trained method (default: each "
+                   "config's), the lr scaled linearly; fewer, larger steps use a GPU better")
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')

@@ -62,3 +62,27 @@ def test_full_train_rejects_index_lists(tiny_tree):
     cfg = _cfg('configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', tiny_tree, [0, 1, 2])
     with pytest.raises(ValueError, match=r'indices=\[0, 1, 2\]'):
         quality.apply_data(cfg, full_train=True, workers=0)
+
+
+@pytest.mark.parametrize('rel', ['configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py',
+                                 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py'])
+def test_batch_size_scales_the_lr_the_runner_uses(tiny_tree, tmp_path, rel):
+    from mmengine.runner import Runner
+    cfg = _cfg(rel, tiny_tree, 3)
+    config_batch = cfg.train_dataloader.batch_size
+    config_lr = cfg.optim_wrapper.optimizer.lr
+    quality.apply_batch_size(cfg, None)  # no override: the config as it is
+    assert cfg.train_dataloader.batch_size == config_batch
+    assert not cfg.get('auto_scale_lr', {}).get('enable', False)
+    quality.apply_batch_size(cfg, 4 * config_batch)
+    assert cfg.train_dataloader.batch_size == 4 * config_batch
+    cfg.work_dir = str(tmp_path)
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    runner = Runner.from_cfg(cfg)
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.scale_lr(runner.optim_wrapper, runner.auto_scale_lr)
+    lrs = [g['lr'] for g in runner.optim_wrapper.optimizer.param_groups]
+    assert lrs == [pytest.approx(4 * config_lr)] * len(lrs), lrs
+    with pytest.raises(ValueError, match='--batch-size must be positive, got 0'):
+        quality.apply_batch_size(cfg, 0)
