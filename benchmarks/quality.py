@@ -21,6 +21,8 @@ the same backbone on the labels with the same budget (an upper bound).
     .venv/bin/python benchmarks/quality.py --preset cpu       # reduced set, < 1 h on 2 cores
     .venv/bin/python benchmarks/quality.py --preset gpu       # all methods, 60k images, GPU
     .venv/bin/python benchmarks/quality.py --methods pirl rotation --budget 50000 --baselines
+    # fewer, larger steps on a launch-bound GPU (lr scaled linearly; same images per method)
+    .venv/bin/python benchmarks/quality.py --preset gpu --methods simclr --batch-size 256
 
 Writes ``benchmarks/results/quality_<preset>.json`` and ``.md`` (the command, the machine, the
 date with every table).
