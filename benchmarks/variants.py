@@ -1,0 +1,171 @@
+"""Ours with one part swapped for the peer's, to find where a gap to lightly comes from
+(``results/README.md`` section 2).  Same harness as ``quality.py`` (budget, schedule,
+evaluation, the CPU preset's data); each variant changes one thing in our config:
+
+* ``bilinear``: the views' ``RandomResizedCrop`` resizes bilinear (lightly's BYOL views) instead
+  of the config's interpolation;
+* ``last-bias``: a bias in the last layer of the projector and the predictor (lightly's
+  ``BYOLProjectionHead`` / ``BYOLPredictionHead``);
+* ``lightly-lars``: lightly's ``LARS`` class as the optimizer, with the config's lr, momentum,
+  weight decay (lightly applies the lr after the momentum buffer, mmpretrain before);
+* ``lightly-views``: the method's lightly view transform, built as ``peers.py`` builds it
+  (torchvision on PIL), replaces our ``MultiView`` pipeline step; lightly normalises nothing,
+  our data preprocessor normalises as always.
+
+    .venv/bin/python benchmarks/variants.py --method byol --variant lightly-views --budget 200000 --seed 0
+
+Writes ``results/variants_<tag>.json`` / ``.md``.  Needs ``lightly`` for the ``lightly-*``
+variants (``benchmarks/requirements.txt``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import types
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+BENCH = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(BENCH)
+for _p in (REPO, BENCH):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import quality  # noqa: E402
+from benchmarks import report as rep  # noqa: E402
+
+VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views')
+
+
+def _multiview(cfg):
+    pipe = cfg.train_dataloader.dataset.pipeline
+    steps = [i for i, t in enumerate(pipe) if t['type'] == 'MultiView']
+    if len(steps) != 1:
+        raise ValueError(f'{cfg.filename}: expected one MultiView step in the training pipeline, '
+                         f"got {[t['type'] for t in pipe]}")
+    return pipe, steps[0]
+
+
+def _lightly_views_transform(method: str, cfg):
+    """The registered transform that makes the views with lightly's transform for ``method``."""
+    import peers
+    from mmcv.transforms import BaseTransform
+    from mmpretrain.registry import TRANSFORMS
+    from PIL import Image
+    if method not in peers.PEERS:
+        raise ValueError(f'lightly-views: no lightly peer for {method!r}; '
+                         f'one of {sorted(peers.PEERS)}')
+    common = peers._common
+    peers._common = lambda spec: dict(common(spec), normalize=None)  # our preprocessor does it
+    try:
+        built = peers.PEERS[method].transform(types.SimpleNamespace(cfg=cfg, notes=[]))
+    finally:
+        peers._common = common
+    views = built[0] if isinstance(built, tuple) else built
+
+    @TRANSFORMS.register_module(name='LightlyViews', force=True)
+    class LightlyViews(BaseTransform):
+        """``results['img']`` (BGR, as ``LoadImageFromFile`` reads it) -> the list of lightly's
+        views, 0-255 float, BGR, H x W x C (what ``PackInputs`` and our preprocessor take)."""
+
+        def transform(self, results):
+            pil = Image.fromarray(np.ascontiguousarray(results['img'][..., ::-1]))
+            results['img'] = [
+                np.ascontiguousarray((v * 255.0).permute(1, 2, 0).numpy()[..., ::-1])
+                for v in views(pil)]
+            return results
+
+    return views
+
+
+def apply_variant(cfg, method: str, variant: str) -> str:
+    """Change ``cfg`` in place; returns what was changed, for the report."""
+    if variant == 'bilinear':
+        pipe, i = _multiview(cfg)
+        n = 0
+        for view in pipe[i]['transforms']:
+            for t in view:
+                if t['type'] == 'RandomResizedCrop':
+                    t['interpolation'] = 'bilinear'
+                    n += 1
+        if not n:
+            raise ValueError(f'{cfg.filename}: bilinear: no RandomResizedCrop in the views')
+        return f'{n} RandomResizedCrop -> bilinear'
+    if variant == 'last-bias':
+        heads = [('model.neck', cfg.model.neck)]
+        if 'predictor' in cfg.model.get('head', {}):
+            heads.append(('model.head.predictor', cfg.model.head.predictor))
+        for name, node in heads:
+            if node.get('type') != 'NonLinearNeck':
+                raise ValueError(f'{cfg.filename}: last-bias: {name} is {node.get("type")}, '
+                                 'not a NonLinearNeck')
+            node['with_last_bias'] = True
+        return ', '.join(f'{n}.with_last_bias=True' for n, _ in heads)
+    if variant == 'lightly-lars':
+        from lightly.utils.lars import LARS
+        from mmengine.registry import OPTIMIZERS
+        OPTIMIZERS.register_module(name='LightlyLARS', module=LARS, force=True)
+        opt = cfg.optim_wrapper.optimizer
+        if opt.type != 'LARS':
+            raise ValueError(f'{cfg.filename}: lightly-lars: the optimizer is {opt.type}, not LARS')
+        cfg.optim_wrapper.optimizer = dict(type='LightlyLARS', lr=opt.lr,
+                                           momentum=opt.get('momentum', 0.9),
+                                           weight_decay=opt.get('weight_decay', 0.0))
+        return 'optimizer LARS (mmpretrain) -> lightly.utils.lars.LARS'
+    if variant == 'lightly-views':
+        views = _lightly_views_transform(method, cfg)
+        pipe, i = _multiview(cfg)
+        pipe[i] = dict(type='LightlyViews')
+        return f'MultiView -> {type(views).__name__} (lightly)'
+    raise ValueError(f'unknown variant {variant!r}; one of {VARIANTS}')
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--method', required=True, choices=sorted(quality.METHODS))
+    p.add_argument('--variant', nargs='+', required=True, choices=VARIANTS,
+                   help='one or more, applied together')
+    p.add_argument('--budget', type=int, default=50000)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--work-dir', default='work_dirs/benchmarks/variants')
+    p.add_argument('--out', default=rep.RESULTS)
+    p.add_argument('--tag', help='default: <method>-<variants>-<budget>-seed<seed>')
+    args = p.parse_args(argv)
+    if {'bilinear', 'lightly-views'} <= set(args.variant):
+        p.error('--variant bilinear and lightly-views both replace how the views are made: '
+                'give one of them')
+    preset = dict(quality.PRESETS['cpu'], budget=args.budget)
+    torch.set_num_threads(preset['threads'])
+    import mmssl_ext  # noqa: F401
+    from mmssl_ext.utils.config import load_config
+    cfg = load_config(osp.join(REPO, quality.METHODS[args.method]))
+    changes = [apply_variant(cfg, args.method, v) for v in args.variant]
+    tag = args.tag or f"{args.method}-{'+'.join(args.variant)}-{args.budget}-seed{args.seed}"
+    work = osp.join(args.work_dir, tag)
+    dumped = osp.join(args.work_dir, f'{tag}.py')
+    os.makedirs(args.work_dir, exist_ok=True)
+    cfg.dump(dumped)
+    run_args = argparse.Namespace(dry_run=False, only_random=False, seed=args.seed,
+                                  batch_size=None, work_dir=work)
+    row = quality.run_method(args.method, dumped, run_args, preset)
+    row.update(config=quality.METHODS[args.method], variants=args.variant, changes=changes)
+    report = rep.new_report(budget=args.budget, machine=rep.machine(preset['threads']),
+                            rows={args.method: row})
+    if argv is not None:
+        report['command'] = 'python benchmarks/variants.py ' + ' '.join(argv)
+    md = '\n'.join([f'## Ours with parts swapped for the peer\'s ({report["date"]})', ''] +
+                   rep.provenance(report) + [
+        '| method | variant | changes | kNN k=20 | kNN k=200 | linear | iterations x batch | '
+        'seed |', '|---|---|---|---:|---:|---:|---|---:|',
+        f"| {args.method} | {'+'.join(args.variant)} | {'; '.join(changes)} | "
+        f"{row.get('k20_top1')} | {row.get('k200_top1')} | {row.get('linear_top1')} | "
+        f"{row['iterations']} x {row['batch_size']} | {args.seed} |", ''])
+    rep.write(report, md, 'variants', tag, args.out)
+    print(md)
+    return report
+
+
+if __name__ == '__main__':
+    main()
