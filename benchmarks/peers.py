@@ -794,35 +794,42 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def images_per_sample(name: str, cfg, dataset, num: int = 4) -> float:
+def images_per_sample(name: str, cfg, dataset, num: int = 4, peer_cls=None) -> float:
     """Pixels through the *trained* backbone per sample, in 32 x 32 images: quality.py's
     measurement (a forward pre-hook over one real batch), on a throw-away lightly model.  Momentum
     / teacher encoders are copies, not hooked: not counted, as in quality.py."""
-    probe = PEERS[name](cfg)
+    probe = (peer_cls or PEERS[name])(cfg)
     probe.train()
     samples = [dataset[i][0] for i in range(num)]
     views = [torch.stack(v) for v in zip(*samples)]
-    with quality.counting_pixels(probe.backbone) as pixels, torch.no_grad():
+    # the backbone inside the pooling wrapper: a model that calls it directly is counted too
+    with quality.counting_pixels(getattr(probe.backbone, 'net', probe.backbone)) as pixels, \
+            torch.no_grad():
         probe.loss(views, 0, 2)
     return sum(pixels) / num / quality.REFERENCE_PIXELS
 
 
-def run_lightly(name: str, args, preset: dict, device: torch.device) -> dict:
+def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=None,
+                cfg=None) -> dict:
+    """lightly's side: the plain loop.  ``peer_cls`` (default ``PEERS[name]``) and ``cfg``
+    (default the method's config for ``preset``) let ``variants.py`` run another model in it."""
     from lightly.data import LightlyDataset
     from lightly.utils.scheduler import CosineWarmupScheduler
-    cfg = method_cfg(name, preset)
+    peer_cls = peer_cls or PEERS[name]
+    cfg = cfg if cfg is not None else method_cfg(name, preset)
     batch = cfg.train_dataloader.batch_size
     _seed(args.seed)
     t0 = time.time()
-    peer = PEERS[name](cfg)
+    peer = peer_cls(cfg)
     transform, specs = peer.transform()
     root, files = training_files(cfg)
     dataset = LightlyDataset(root, transform=transform, filenames=files)
     build_seconds = time.time() - t0  # counted as training time, as in quality.py's timing
-    per_sample = images_per_sample(name, cfg, dataset)
+    per_sample = images_per_sample(name, cfg, dataset, peer_cls=peer_cls)
     _seed(args.seed)
     iters = max(1, math.ceil(preset['budget'] / (batch * per_sample)))
-    row = dict(method=name, implementation=f'lightly {_lightly_version()}',
+    row = dict(method=name,
+               implementation=getattr(peer, 'implementation', f'lightly {_lightly_version()}'),
                config=quality.METHODS[name], overrides=quality.OVERRIDES.get(name, {}),
                train_images=len(dataset), batch_size=batch, seed=args.seed,
                images_per_sample=round(per_sample, 3), iterations=iters, samples=iters * batch,

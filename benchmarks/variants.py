@@ -10,7 +10,13 @@ evaluation, the CPU preset's data); each variant changes one thing in our config
   weight decay (lightly applies the lr after the momentum buffer, mmpretrain before);
 * ``lightly-views``: the method's lightly view transform, built as ``peers.py`` builds it
   (torchvision on PIL), replaces our ``MultiView`` pipeline step; lightly normalises nothing,
-  our data preprocessor normalises as always.
+  our data preprocessor normalises as always;
+* ``lightly-loop``: the other way round, only our *model* is kept: the config's model (as the
+  Runner builds it: mmpretrain's algorithm, neck, head, EMA target, loss) trains in ``peers.py``'s
+  plain loop, with everything else of the lightly run: its views, data loader, optimizer
+  (lightly's ``LARS`` / torch ``SGD``, lightly's weight-decay groups), ``CosineWarmupScheduler``.
+  Against the lightly row this isolates the model code; against ours, the loop and data.  It
+  combines with ``last-bias`` (a change to the model) only.
 
     .venv/bin/python benchmarks/variants.py --method byol --variant lightly-views --budget 200000 --seed 0
 
@@ -36,7 +42,8 @@ for _p in (REPO, BENCH):
 import quality  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 
-VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views')
+VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views', 'lightly-loop')
+LOOP_COMBINES = {'last-bias'}  # the other variants change what lightly's loop replaces
 
 
 def _multiview(cfg):
@@ -80,6 +87,70 @@ def _lightly_views_transform(method: str, cfg):
     return views
 
 
+def ours_in_lightly_loop(method: str):
+    """The ``peers.Peer`` class that trains our model for ``method`` in lightly's loop."""
+    import peers
+    from mmengine.logging import MessageHub
+    from mmengine.registry import DefaultScope
+    from mmssl_ext.registry import MODELS
+    if method not in peers.PEERS:
+        raise ValueError(f'lightly-loop: no lightly peer for {method!r}; '
+                         f'one of {sorted(peers.PEERS)}')
+    lightly_peer = peers.PEERS[method]
+
+    class OursInLightlyLoop(peers.Peer):
+        name = method
+        implementation = 'ours (model) in the lightly loop'
+        transform = lightly_peer.transform  # lightly's views, as the lightly row makes them
+
+        def __init__(self, cfg):
+            torch.nn.Module.__init__(self)
+            self.cfg = cfg
+            with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')), \
+                    peers.quiet_mmengine():
+                self.model = MODELS.build(cfg.model)
+                self.model.init_weights()
+            self.backbone = peers.PooledBackbone(self.model.backbone)  # what is evaluated
+            self.notes = [f'model: {cfg.model.type} built from the config (its own forward, '
+                          'loss and target update), in lightly\'s loop with lightly\'s views; '
+                          "lightly's views are normalised by the transform, so the model's "
+                          'data preprocessor is not called']
+            self.hparams = dict(model=cfg.model.type)
+            self.diagnostics = {}
+            self.clip_norm = None
+
+        def trained_modules(self):
+            # the EMA / momentum copies are not trained (mmpretrain keeps them out of the
+            # optimizer by requires_grad=False): the optimizer sees what the Runner's would
+            return [m for n, m in self.model.named_children()
+                    if n != 'data_preprocessor' and any(p.requires_grad for p in m.parameters())]
+
+        def loss(self, views, it, iters):
+            from mmpretrain.structures import DataSample
+            # what the Runner's RuntimeInfoHook records (mmpretrain's CosineEMA reads it)
+            MessageHub.get_current_instance().update_info('max_iters', iters)
+            samples = [DataSample() for _ in range(views[0].shape[0])]
+            loss, _ = self.model.parse_losses(self.model.loss(views, samples))
+            return loss
+
+        def backbone_state(self):
+            return {'backbone.' + k: v.detach().cpu()
+                    for k, v in self.model.backbone.state_dict().items()}
+
+    return OursInLightlyLoop
+
+
+def run_in_lightly_loop(method: str, cfg, args, preset: dict) -> dict:
+    """Train our model for ``method`` (``cfg``, changed by the other variants) in ``peers.py``'s
+    lightly loop, and evaluate it as every row is evaluated."""
+    import peers
+    peer_args = argparse.Namespace(seed=args.seed, dry_run=False, no_check_budget=True,
+                                   skip_eval=False, work_dir=osp.join(args.work_dir, args.tag))
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return peers.run_lightly(method, peer_args, preset, device,
+                             peer_cls=ours_in_lightly_loop(method), cfg=cfg)
+
+
 def apply_variant(cfg, method: str, variant: str) -> str:
     """Change ``cfg`` in place; returns what was changed, for the report."""
     if variant == 'bilinear':
@@ -119,6 +190,10 @@ def apply_variant(cfg, method: str, variant: str) -> str:
         pipe, i = _multiview(cfg)
         pipe[i] = dict(type='LightlyViews')
         return f'MultiView -> {type(views).__name__} (lightly)'
+    if variant == 'lightly-loop':
+        ours_in_lightly_loop(method)  # an unknown method fails here, before any training
+        return ("our model in peers.py's lightly loop (lightly's views, loader, optimizer, "
+                'scheduler)')
     raise ValueError(f'unknown variant {variant!r}; one of {VARIANTS}')
 
 
@@ -136,20 +211,32 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if {'bilinear', 'lightly-views'} <= set(args.variant):
         p.error('--variant bilinear and lightly-views both replace how the views are made: '
                 'give one of them')
+    if 'lightly-loop' in args.variant and set(args.variant) - LOOP_COMBINES - {'lightly-loop'}:
+        p.error(f"--variant lightly-loop combines with {sorted(LOOP_COMBINES)} only, not "
+                f"{sorted(set(args.variant) - LOOP_COMBINES - {'lightly-loop'})}")
     preset = dict(quality.PRESETS['cpu'], budget=args.budget)
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config
-    cfg = load_config(osp.join(REPO, quality.METHODS[args.method]))
+    if 'lightly-loop' in args.variant:
+        import peers
+        cfg = peers.method_cfg(args.method, preset)  # the config the lightly row is built from
+    else:
+        cfg = load_config(osp.join(REPO, quality.METHODS[args.method]))
     changes = [apply_variant(cfg, args.method, v) for v in args.variant]
-    tag = args.tag or f"{args.method}-{'+'.join(args.variant)}-{args.budget}-seed{args.seed}"
-    work = osp.join(args.work_dir, tag)
-    dumped = osp.join(args.work_dir, f'{tag}.py')
+    args.tag = args.tag or \
+        f"{args.method}-{'+'.join(args.variant)}-{args.budget}-seed{args.seed}"
+    tag = args.tag
     os.makedirs(args.work_dir, exist_ok=True)
-    cfg.dump(dumped)
-    run_args = argparse.Namespace(dry_run=False, only_random=False, seed=args.seed,
-                                  batch_size=None, work_dir=work)
-    row = quality.run_method(args.method, dumped, run_args, preset)
+    if 'lightly-loop' in args.variant:
+        row = run_in_lightly_loop(args.method, cfg, args, preset)
+    else:
+        work = osp.join(args.work_dir, tag)
+        dumped = osp.join(args.work_dir, f'{tag}.py')
+        cfg.dump(dumped)
+        run_args = argparse.Namespace(dry_run=False, only_random=False, seed=args.seed,
+                                      batch_size=None, work_dir=work)
+        row = quality.run_method(args.method, dumped, run_args, preset)
     row.update(config=quality.METHODS[args.method], variants=args.variant, changes=changes)
     report = rep.new_report(budget=args.budget, machine=rep.machine(preset['threads']),
                             rows={args.method: row})

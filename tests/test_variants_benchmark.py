@@ -73,3 +73,59 @@ def test_lightly_views_feed_our_preprocessor():
         assert v.shape == (32, 32, 3) and v.dtype == np.float32
         assert 0.0 <= v.min() and v.max() <= 255.0 + 1e-3  # 0-255, not normalised
         assert v.max() - v.min() > 20
+
+
+def test_lightly_loop_combines_with_model_changes_only(capsys):
+    with pytest.raises(SystemExit):
+        variants.main(['--method', 'byol', '--variant', 'lightly-loop', 'lightly-lars'])
+    assert "lightly-loop combines with ['last-bias'] only, not ['lightly-lars']" in \
+        capsys.readouterr().err
+
+
+def _loop_peer(cfg=None):
+    import peers
+    cfg = cfg or peers.method_cfg('byol', dict(quality.PRESETS['cpu']))
+    return variants.ours_in_lightly_loop('byol')(cfg)
+
+
+def test_lightly_loop_trains_what_the_runner_would_and_counts_the_backbone():
+    import peers
+    torch = pytest.importorskip('torch')
+    peer = _loop_peer()
+    trained = {id(p) for m in peer.trained_modules() for p in m.parameters()}
+    wanted = {id(p) for p in peer.model.parameters() if p.requires_grad}
+    target = {id(p) for p in peer.model.target_net.parameters()}
+    assert trained == wanted and not trained & target
+    assert peer.backbone.net is peer.model.backbone  # what is evaluated is what is trained
+    # two 32 px views per sample through the online backbone (the target copy is not counted)
+    data = [([torch.rand(3, 32, 32), torch.rand(3, 32, 32)], 0) for _ in range(4)]
+    assert peers.images_per_sample('byol', peer.cfg, data,
+                                   peer_cls=type(peer)) == pytest.approx(2.0)
+
+
+def test_lightly_loop_target_follows_the_cosine_momentum_of_the_run_length():
+    """The loop gives mmpretrain's CosineEMA the run's length, as the Runner's RuntimeInfoHook
+    does: the second update moves the target by m = base * (cos(pi / iters) + 1) / 2."""
+    import math
+
+    import torch
+    torch.manual_seed(0)
+    peer = _loop_peer()
+    peer.train()
+    iters, base = 7, peer.cfg.model.base_momentum
+    views = [torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)]
+    opt = torch.optim.SGD([p for m in peer.trained_modules() for p in m.parameters()], lr=0.5)
+    loss = peer.loss(views, 0, iters)  # first update: the target copies the online weights
+    assert loss.dim() == 0 and -4.0 <= loss.item() <= 4.0
+    name, online = next((n, p) for n, p in peer.model.backbone.named_parameters()
+                        if n.endswith('conv1.weight'))
+    target = dict(peer.model.target_net.module.named_parameters())['0.' + name]
+    assert torch.equal(target, online)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    before, new = target.detach().clone(), online.detach().clone()
+    assert not torch.equal(before, new)
+    peer.loss(views, 1, iters)
+    m = base * (math.cos(math.pi / iters) + 1) / 2
+    torch.testing.assert_close(target.detach(), (1 - m) * before + m * new)
