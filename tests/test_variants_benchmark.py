@@ -129,3 +129,50 @@ def test_lightly_loop_target_follows_the_cosine_momentum_of_the_run_length():
     peer.loss(views, 1, iters)
     m = base * (math.cos(math.pi / iters) + 1) / 2
     torch.testing.assert_close(target.detach(), (1 - m) * before + m * new)
+
+
+def test_lightly_loop_model_computes_lightlys_byol_step():
+    """Given the same weights and views, our BYOL (mmpretrain's model, as lightly-loop runs it)
+    and the lightly peer give the same loss and the same gradients at the first step: the peer
+    comparison trains one algorithm, not two.  The structural differences are made neutral: our
+    projector / predictor's first layer has a bias (followed by BN: no effect), lightly's last
+    layer has one (set to 0 here)."""
+    pytest.importorskip('lightly')
+    import peers
+    import torch
+    torch.manual_seed(0)
+    ours = _loop_peer()
+    cfg = ours.cfg
+    lightly = peers.PEERS['byol'](cfg)
+    model = ours.model
+    lightly.backbone.net.load_state_dict(model.backbone.state_dict())
+    pairs = [(lightly.backbone.net, model.backbone)]
+    with torch.no_grad():
+        for head, neck in ((lightly.projection, model.neck),
+                           (lightly.prediction, model.head.predictor)):
+            head.layers[0].weight.copy_(neck.fc0.weight)
+            head.layers[1].load_state_dict(neck.bn0.state_dict())
+            head.layers[3].weight.copy_(neck.fc1.weight)
+            head.layers[3].bias.zero_()
+            pairs += [(head.layers[0], neck.fc0), (head.layers[1], neck.bn0),
+                      (head.layers[3], neck.fc1)]
+    lightly.backbone_target.load_state_dict(lightly.backbone.state_dict())
+    lightly.projection_target.load_state_dict(lightly.projection.state_dict())
+    lightly.train()
+    ours.train()
+    gen = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 3, 32, 32, generator=gen) for _ in range(2)]
+    got, want = ours.loss(views, 0, 10), lightly.loss(views, 0, 10)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    got.backward()
+    want.backward()
+    checked = 0
+    for mod_l, mod_o in pairs:
+        for (name, p_l), (_, p_o) in zip(mod_l.named_parameters(), mod_o.named_parameters()):
+            if name == 'bias' and isinstance(mod_l, torch.nn.Linear):
+                continue  # lightly's last-layer bias: ours has none
+            assert p_l.shape == p_o.shape, name
+            # relative to the gradient's norm: float sums differ element-wise in order only
+            assert (p_o.grad - p_l.grad).norm() <= 1e-3 * p_l.grad.norm(), name
+            checked += 1
+    assert checked > 60  # every backbone and head weight was compared
