@@ -280,12 +280,16 @@ def config_views(cfg) -> List[dict]:
     return out
 
 
-def _common(spec: dict) -> dict:
-    """lightly view-transform arguments shared by its SimCLR / MoCo / BYOL / DINO views."""
-    return dict(cj_prob=spec['cj_prob'], cj_strength=1.0, cj_bright=spec['cj_bright'],
-                cj_contrast=spec['cj_contrast'], cj_sat=spec['cj_sat'], cj_hue=spec['cj_hue'],
-                random_gray_scale=spec['random_gray_scale'], gaussian_blur=spec['gaussian_blur'],
-                hf_prob=spec['hf_prob'])
+def _common(spec: dict, normalize: bool = True) -> dict:
+    """lightly view-transform arguments shared by its SimCLR / MoCo / BYOL / DINO views;
+    ``normalize=False``: views in [0, 1], not normalised (lightly's default normalises)."""
+    kw = dict(cj_prob=spec['cj_prob'], cj_strength=1.0, cj_bright=spec['cj_bright'],
+              cj_contrast=spec['cj_contrast'], cj_sat=spec['cj_sat'], cj_hue=spec['cj_hue'],
+              random_gray_scale=spec['random_gray_scale'], gaussian_blur=spec['gaussian_blur'],
+              hf_prob=spec['hf_prob'])
+    if not normalize:
+        kw['normalize'] = None
+    return kw
 
 
 def _rrc_interpolation(view) -> Optional[str]:
@@ -318,6 +322,7 @@ class Peer(nn.Module):
     """A lightly model on our backbone: its transform, parameters, loss step and records."""
 
     name = ''
+    normalize_views = True  # False: transform() makes [0, 1] views (variants.py lightly-views)
 
     def __init__(self, cfg):
         super().__init__()
@@ -436,7 +441,8 @@ class SimCLRPeer(Peer):
         if len(specs) != 2 or specs[0] != specs[1]:
             raise ValueError('SimCLR: expected two identical views')
         s = specs[0]
-        t = SimCLRTransform(input_size=s['size'], min_scale=_min_scale(s), **_common(s))
+        t = SimCLRTransform(input_size=s['size'], min_scale=_min_scale(s),
+                            **_common(s, self.normalize_views))
         self.notes += _interp_notes(specs, t.transforms)
         return t, specs
 
@@ -485,7 +491,8 @@ class MoCoV2Peer(Peer):
         if len(specs) != 2 or specs[0] != specs[1]:
             raise ValueError('MoCo v2: expected two identical views')
         s = specs[0]
-        t = MoCoV2Transform(input_size=s['size'], min_scale=_min_scale(s), **_common(s))
+        t = MoCoV2Transform(input_size=s['size'], min_scale=_min_scale(s),
+                            **_common(s, self.normalize_views))
         self.notes += _interp_notes(specs, t.transforms)
         return t, specs
 
@@ -545,7 +552,8 @@ class BYOLPeer(Peer):
         if len(specs) != 2:
             raise ValueError('BYOL: expected two views')
         views = [cls(input_size=s['size'], min_scale=_min_scale(s),
-                     solarization_prob=s['solarization_prob'], **_common(s))
+                     solarization_prob=s['solarization_prob'],
+                     **_common(s, self.normalize_views))
                  for cls, s in zip((BYOLView1Transform, BYOLView2Transform), specs)]
         t = BYOLTransform(view_1_transform=views[0], view_2_transform=views[1])
         self.notes += _interp_notes(specs, t.transforms)
@@ -638,7 +646,7 @@ class PIRLPeer(Peer):
         patch = dict(_view_spec([dict(type='RandomResizedCrop', scale=size)]
                                 + list(jig.get('patch_pipeline') or [])))
         image_view = SimCLRViewTransform(input_size=image['size'], min_scale=_min_scale(image),
-                                         **_common(image))
+                                         **_common(image, self.normalize_views))
         patch_tf = [T.RandomApply([T.ColorJitter(brightness=patch['cj_bright'],
                                                  contrast=patch['cj_contrast'],
                                                  saturation=patch['cj_sat'],
@@ -728,7 +736,7 @@ class DINOPeer(Peer):
         specs = config_views(self.cfg)
         views = []
         for s in specs:
-            kw = _common(s)
+            kw = _common(s, self.normalize_views)
             kw['gaussian_blur'] = s['gaussian_blur']
             views.append(DINOViewTransform(crop_size=s['size'], crop_scale=s['scale'],
                                            solarization_prob=s['solarization_prob'], **kw))

@@ -64,12 +64,9 @@ def _lightly_views_transform(method: str, cfg):
     if method not in peers.PEERS:
         raise ValueError(f'lightly-views: no lightly peer for {method!r}; '
                          f'one of {sorted(peers.PEERS)}')
-    common = peers._common
-    peers._common = lambda spec: dict(common(spec), normalize=None)  # our preprocessor does it
-    try:
-        built = peers.PEERS[method].transform(types.SimpleNamespace(cfg=cfg, notes=[]))
-    finally:
-        peers._common = common
+    # un-normalised: our data preprocessor normalises
+    built = peers.PEERS[method].transform(
+        types.SimpleNamespace(cfg=cfg, notes=[], normalize_views=False))
     views = built[0] if isinstance(built, tuple) else built
 
     @TRANSFORMS.register_module(name='LightlyViews', force=True)
