@@ -130,10 +130,6 @@ def ours_in_lightly_loop(method: str):
             loss, _ = self.model.parse_losses(self.model.loss(views, samples))
             return loss
 
-        def backbone_state(self):
-            return {'backbone.' + k: v.detach().cpu()
-                    for k, v in self.model.backbone.state_dict().items()}
-
     return OursInLightlyLoop
 
 
