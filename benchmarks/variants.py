@@ -55,17 +55,22 @@ def _multiview(cfg):
     return pipe, steps[0]
 
 
+def _lightly_peer(variant: str, method: str):
+    """``peers.PEERS[method]``, or an error that names the variant and the methods it has."""
+    import peers
+    if method not in peers.PEERS:
+        raise ValueError(f'{variant}: no lightly peer for {method!r}; '
+                         f'one of {sorted(peers.PEERS)}')
+    return peers.PEERS[method]
+
+
 def _lightly_views_transform(method: str, cfg):
     """The registered transform that makes the views with lightly's transform for ``method``."""
-    import peers
     from mmcv.transforms import BaseTransform
     from mmpretrain.registry import TRANSFORMS
     from PIL import Image
-    if method not in peers.PEERS:
-        raise ValueError(f'lightly-views: no lightly peer for {method!r}; '
-                         f'one of {sorted(peers.PEERS)}')
     # un-normalised: our data preprocessor normalises
-    built = peers.PEERS[method].transform(
+    built = _lightly_peer('lightly-views', method).transform(
         types.SimpleNamespace(cfg=cfg, notes=[], normalize_views=False))
     views = built[0] if isinstance(built, tuple) else built
 
@@ -90,10 +95,7 @@ def ours_in_lightly_loop(method: str):
     from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
     from mmssl_ext.registry import MODELS
-    if method not in peers.PEERS:
-        raise ValueError(f'lightly-loop: no lightly peer for {method!r}; '
-                         f'one of {sorted(peers.PEERS)}')
-    lightly_peer = peers.PEERS[method]
+    lightly_peer = _lightly_peer('lightly-loop', method)
 
     class OursInLightlyLoop(peers.Peer):
         name = method
@@ -204,9 +206,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if {'bilinear', 'lightly-views'} <= set(args.variant):
         p.error('--variant bilinear and lightly-views both replace how the views are made: '
                 'give one of them')
-    if 'lightly-loop' in args.variant and set(args.variant) - LOOP_COMBINES - {'lightly-loop'}:
-        p.error(f"--variant lightly-loop combines with {sorted(LOOP_COMBINES)} only, not "
-                f"{sorted(set(args.variant) - LOOP_COMBINES - {'lightly-loop'})}")
+    not_with_loop = set(args.variant) - LOOP_COMBINES - {'lightly-loop'}
+    if 'lightly-loop' in args.variant and not_with_loop:
+        p.error(f'--variant lightly-loop combines with {sorted(LOOP_COMBINES)} only, not '
+                f'{sorted(not_with_loop)}')
     preset = dict(quality.PRESETS['cpu'], budget=args.budget)
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
