@@ -16,7 +16,11 @@ evaluation, the CPU preset's data); each variant changes one thing in our config
   plain loop, with everything else of the lightly run: its views, data loader, optimizer
   (lightly's ``LARS`` / torch ``SGD``, lightly's weight-decay groups), ``CosineWarmupScheduler``.
   Against the lightly row this isolates the model code; against ours, the loop and data.  It
-  combines with ``last-bias`` (a change to the model) only.
+  combines with the changes to the model (``last-bias``, ``head-per-size``) only;
+* ``head-per-size`` (DINO): the student's head runs once per crop size, as lightly's DINO
+  benchmark calls it (``head(backbone(global crops))``, then the local crops), instead of once on
+  the features of all crops (the official ``MultiCropWrapper``, ours): with a BatchNorm head
+  (our Fashion-MNIST config) the global and the local crops get batch statistics of their own.
 
     .venv/bin/python benchmarks/variants.py --method byol --variant lightly-views --budget 200000 --seed 0
 
@@ -42,8 +46,10 @@ for _p in (REPO, BENCH):
 import quality  # noqa: E402
 from benchmarks import report as rep  # noqa: E402
 
-VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views', 'lightly-loop')
-LOOP_COMBINES = {'last-bias'}  # the other variants change what lightly's loop replaces
+VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views', 'lightly-loop',
+            'head-per-size')
+# changes to the model; the other variants change what lightly's loop replaces
+LOOP_COMBINES = {'last-bias', 'head-per-size'}
 
 
 def _multiview(cfg):
@@ -53,6 +59,21 @@ def _multiview(cfg):
         raise ValueError(f'{cfg.filename}: expected one MultiView step in the training pipeline, '
                          f"got {[t['type'] for t in pipe]}")
     return pipe, steps[0]
+
+
+def register_head_per_size() -> str:
+    """Register (once) and name our DINO with the student's head run once per crop size."""
+    from mmssl_ext.models.algorithms.dino import DINO
+    from mmssl_ext.registry import MODELS
+    name = 'DINOHeadPerSize'
+    if name not in MODELS.module_dict:
+        @MODELS.register_module(name=name)
+        class DINOHeadPerSize(DINO):
+            """DINO whose student head sees one crop size at a time (lightly's call order)."""
+
+            def student_forward(self, views):
+                return torch.cat([self.head(self._features(x)) for x in self.size_runs(views)])
+    return name
 
 
 def _lightly_peer(variant: str, method: str):
@@ -185,6 +206,12 @@ def apply_variant(cfg, method: str, variant: str) -> str:
         pipe, i = _multiview(cfg)
         pipe[i] = dict(type='LightlyViews')
         return f'MultiView -> {type(views).__name__} (lightly)'
+    if variant == 'head-per-size':
+        if cfg.model.get('type') != 'DINO':
+            raise ValueError(f'{cfg.filename}: head-per-size: model.type is '
+                             f"{cfg.model.get('type')}, not DINO")
+        cfg.model.type = register_head_per_size()
+        return "model.type DINO -> DINOHeadPerSize: the head runs once per crop size (lightly's)"
     if variant == 'lightly-loop':
         ours_in_lightly_loop(method)  # an unknown method fails here, before any training
         return ("our model in peers.py's lightly loop (lightly's views, loader, optimizer, "

@@ -176,3 +176,96 @@ def test_lightly_loop_model_computes_lightlys_byol_step():
             assert (p_o.grad - p_l.grad).norm() <= 1e-3 * p_l.grad.norm(), name
             checked += 1
     assert checked > 60  # every backbone and head weight was compared
+
+
+def _dino_pair(use_bn: bool, variant=()):
+    """Our DINO (as lightly-loop runs it, after ``variant``) and the lightly peer, with the same
+    weights: lightly's head gets ours (its hidden layers have no bias where BN follows; ours has
+    one, zero at init and cancelled by the BN), both teachers start as copies of the students."""
+    import peers
+    import torch
+    cfg = peers.method_cfg('dino', dict(quality.PRESETS['cpu']))
+    cfg.model.head.use_bn = use_bn
+    for v in variant:
+        variants.apply_variant(cfg, 'dino', v)
+    torch.manual_seed(0)
+    ours = variants.ours_in_lightly_loop('dino')(cfg)
+    lightly = peers.PEERS['dino'](cfg)
+    model = ours.model
+    lightly.backbone.net.load_state_dict(model.backbone.state_dict())
+    pairs = [(lightly.backbone.net, model.backbone)]
+    assert len(lightly.head.layers) == len(model.head.mlp)
+    with torch.no_grad():
+        for mod_l, mod_o in zip(lightly.head.layers, model.head.mlp):
+            assert type(mod_l) is type(mod_o)
+            if isinstance(mod_o, torch.nn.Linear):
+                mod_l.weight.copy_(mod_o.weight)
+                if mod_l.bias is not None:
+                    mod_l.bias.copy_(mod_o.bias)
+                else:
+                    assert use_bn and not mod_o.bias.any()
+            elif isinstance(mod_o, torch.nn.BatchNorm1d):
+                mod_l.load_state_dict(mod_o.state_dict())
+            pairs.append((mod_l, mod_o))
+        wn = model.head.last_layer.parametrizations.weight
+        lightly.head.last_layer.weight_g.copy_(wn.original0)
+        lightly.head.last_layer.weight_v.copy_(wn.original1)
+    lightly.backbone_teacher.load_state_dict(lightly.backbone.state_dict())
+    lightly.head_teacher.load_state_dict(lightly.head.state_dict())
+    lightly.train()
+    ours.train()
+    return ours, lightly, pairs
+
+
+def _dino_step(ours, lightly):
+    import torch
+    gen = torch.Generator().manual_seed(1)
+    views = [torch.randn(6, 3, 32, 32, generator=gen) for _ in range(2)] + \
+        [torch.randn(6, 3, 16, 16, generator=gen) for _ in range(6)]
+    return ours.loss(views, 0, 10), lightly.loss(views, 0, 10)
+
+
+def _assert_same_grads(ours, lightly, pairs):
+    import torch
+    checked = 0
+    for mod_l, mod_o in pairs:
+        params_o = dict(mod_o.named_parameters())
+        for name, p_l in mod_l.named_parameters():
+            p_o = params_o[name]
+            assert p_l.shape == p_o.shape, name
+            # relative to the gradient's norm: float sums differ element-wise in order only
+            assert (p_o.grad - p_l.grad).norm() <= 1e-3 * p_l.grad.norm(), name
+            checked += 1
+    wn = ours.model.head.last_layer.parametrizations.weight
+    g_l = lightly.head.last_layer.weight_v.grad
+    assert (wn.original1.grad - g_l).norm() <= 1e-3 * g_l.norm()
+    assert wn.original0.grad is None and lightly.head.last_layer.weight_g.grad is None
+    assert checked > 60  # every backbone and head weight was compared
+    return torch
+
+
+@pytest.mark.parametrize('use_bn', [False, True])
+def test_dino_head_per_size_computes_lightlys_dino_step(use_bn):
+    """Given the same weights and crops, our DINO with the head run once per crop size
+    (``--variant head-per-size``) and lightly's DINO give the same first-step loss and gradients;
+    without BatchNorm in the head, so does our DINO itself (the head's batching is then
+    irrelevant)."""
+    pytest.importorskip('lightly')
+    import torch
+    for variant in ([(), ('head-per-size',)] if not use_bn else [('head-per-size',)]):
+        ours, lightly, pairs = _dino_pair(use_bn, variant)
+        got, want = _dino_step(ours, lightly)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        got.backward()
+        want.backward()
+        _assert_same_grads(ours, lightly, pairs)
+
+
+def test_dino_with_a_bn_head_differs_from_lightly_only_by_the_heads_batching():
+    """With the config's BatchNorm head our DINO (the head once on all crops, as the official
+    code) computes a different step than lightly's; the variant that changes only the head's
+    batching closes the difference (previous test)."""
+    pytest.importorskip('lightly')
+    ours, lightly, _ = _dino_pair(True)
+    got, want = _dino_step(ours, lightly)
+    assert abs(float(got) - float(want)) > 1e-3

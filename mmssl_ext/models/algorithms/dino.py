@@ -197,16 +197,23 @@ class DINO(BaseSelfSupervisor):
             feats = self.neck(feats)
         return feats[-1] if isinstance(feats, (tuple, list)) else feats
 
-    def student_forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Student logits ``(V * B, K)``, crop-major: one backbone call per run of equal sizes."""
-        feats, start = [], 0
+    @staticmethod
+    def size_runs(views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The crops concatenated per run of consecutive crops of one size (crop-major)."""
+        runs, start = [], 0
         while start < len(views):
             end = start + 1
             while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
                 end += 1
-            feats.append(self._features(torch.cat(views[start:end])))
+            runs.append(torch.cat(views[start:end]))
             start = end
-        return self.head(torch.cat(feats))
+        return runs
+
+    def student_forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Student logits ``(V * B, K)``, crop-major: one backbone call per run of equal sizes,
+        then the head once on all features (the official ``MultiCropWrapper``: a head with
+        BatchNorm normalises global and local crops with one set of batch statistics)."""
+        return self.head(torch.cat([self._features(x) for x in self.size_runs(views)]))
 
     @torch.no_grad()
     def teacher_forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
