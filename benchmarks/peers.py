@@ -842,6 +842,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=No
                train_images=len(dataset), batch_size=batch, seed=args.seed,
                images_per_sample=round(per_sample, 3), iterations=iters, samples=iters * batch,
                backbone_images=round(iters * batch * per_sample))
+    who = f"[{name} / {row['implementation']}]"  # log prefix: lightly's, or ours in its loop
     if not args.no_check_budget:
         with quiet_mmengine():
             ours = quality.KNOWN_IMAGES_PER_SAMPLE.get(name) or \
@@ -850,7 +851,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=No
         if abs(ours - per_sample) > 1e-3:
             peer.notes.append(f'backbone images per sample differ: lightly {per_sample:.3f}, '
                               f'ours {ours:.3f}')
-    print(f'[{name} / lightly] {len(dataset)} images, {per_sample:.2f} backbone images per '
+    print(f'{who} {len(dataset)} images, {per_sample:.2f} backbone images per '
           f'sample -> {iters} iterations x {batch}', flush=True)
     if args.dry_run:
         row.update(notes=peer.notes)
@@ -903,7 +904,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=No
         losses.append(float(loss.detach()))
         if it % log_every == 0 or it == iters - 1:
             curve.append([it, round(losses[-1], 4)])
-            print(f'[{name} / lightly] iter {it + 1}/{iters} loss {losses[-1]:.4f} lr {lr:.5f} '
+            print(f'{who} iter {it + 1}/{iters} loss {losses[-1]:.4f} lr {lr:.5f} '
                   f"{peer.diagnostics or ''}", flush=True)
     _sync(device)
     loop_end = time.time()
@@ -933,7 +934,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=No
             row.update(quality.evaluate(cfg, ckpt, preset['probe_train']))
         row['eval_seconds'] = round(time.time() - t0, 1)
     row['notes'] = peer.notes
-    print(f"[{name} / lightly] {_short(row)}", flush=True)
+    print(f"{who} {_short(row)}", flush=True)
     return row
 
 
