@@ -269,3 +269,34 @@ def test_dino_with_a_bn_head_differs_from_lightly_only_by_the_heads_batching():
     ours, lightly, _ = _dino_pair(True)
     got, want = _dino_step(ours, lightly)
     assert abs(float(got) - float(want)) > 1e-3
+
+
+def test_lightly_loop_dino_steps_its_teacher_and_freeze_on_the_loops_optimizer():
+    """Our DINO's teacher update and last-layer freeze hang on torch's optimizer step hooks, so
+    they act in lightly's loop too: one step of the loop's own optimizer moves the teacher once
+    and leaves the frozen last layer as it was."""
+    import peers
+    import torch
+    torch.manual_seed(0)
+    peer = variants.ours_in_lightly_loop('dino')(
+        peers.method_cfg('dino', dict(quality.PRESETS['cpu'])))
+    peer.train()
+    opt = peer.optimizer()
+    model = peer.model
+    assert model.freeze_last_layer_iters > 1
+    steps = int(model.teacher.steps)
+    last = model.head.last_layer.parametrizations.weight.original1
+    before_last = last.detach().clone()
+    teacher = next(model.teacher.module.parameters())
+    before_teacher = teacher.detach().clone()
+    views = [torch.randn(4, 3, 32, 32) for _ in range(2)] + \
+        [torch.randn(4, 3, 16, 16) for _ in range(6)]
+    loss = peer.loss(views, 0, 10)
+    opt.zero_grad()
+    loss.backward()
+    assert last.grad is not None
+    peer.before_optimizer_step(0)
+    opt.step()
+    assert int(model.teacher.steps) == steps + 1
+    assert not torch.equal(teacher, before_teacher)
+    assert torch.equal(last, before_last)
