@@ -17,10 +17,11 @@ evaluation, the CPU preset's data); each variant changes one thing in our config
   (lightly's ``LARS`` / torch ``SGD``, lightly's weight-decay groups), ``CosineWarmupScheduler``.
   Against the lightly row this isolates the model code; against ours, the loop and data.  It
   combines with the changes to the model (``last-bias``, ``head-per-size``) only;
-* ``head-per-size`` (DINO): the student's head runs once per crop size, as lightly's DINO
-  benchmark calls it (``head(backbone(global crops))``, then the local crops), instead of once on
-  the features of all crops (the official ``MultiCropWrapper``, ours): with a BatchNorm head
-  (our Fashion-MNIST config) the global and the local crops get batch statistics of their own.
+* ``head-per-size`` (DINO): ``model.head_per_crop_size=True``, the student's head runs once per
+  crop size, as lightly's DINO benchmark calls it (``head(backbone(global crops))``, then the
+  local crops), instead of once on the features of all crops (the official ``MultiCropWrapper``,
+  our default): with a BatchNorm head (our Fashion-MNIST config) the global and the local crops
+  get batch statistics of their own.
 
     .venv/bin/python benchmarks/variants.py --method byol --variant lightly-views --budget 200000 --seed 0
 
@@ -59,21 +60,6 @@ def _multiview(cfg):
         raise ValueError(f'{cfg.filename}: expected one MultiView step in the training pipeline, '
                          f"got {[t['type'] for t in pipe]}")
     return pipe, steps[0]
-
-
-def register_head_per_size() -> str:
-    """Register (once) and name our DINO with the student's head run once per crop size."""
-    from mmssl_ext.models.algorithms.dino import DINO
-    from mmssl_ext.registry import MODELS
-    name = 'DINOHeadPerSize'
-    if name not in MODELS.module_dict:
-        @MODELS.register_module(name=name)
-        class DINOHeadPerSize(DINO):
-            """DINO whose student head sees one crop size at a time (lightly's call order)."""
-
-            def student_forward(self, views):
-                return torch.cat([self.head(self._features(x)) for x in self.size_runs(views)])
-    return name
 
 
 def _lightly_peer(variant: str, method: str):
@@ -210,8 +196,8 @@ def apply_variant(cfg, method: str, variant: str) -> str:
         if cfg.model.get('type') != 'DINO':
             raise ValueError(f'{cfg.filename}: head-per-size: model.type is '
                              f"{cfg.model.get('type')}, not DINO")
-        cfg.model.type = register_head_per_size()
-        return "model.type DINO -> DINOHeadPerSize: the head runs once per crop size (lightly's)"
+        cfg.model.head_per_crop_size = True
+        return "model.head_per_crop_size=True: the head runs once per crop size (lightly's)"
     if variant == 'lightly-loop':
         ours_in_lightly_loop(method)  # an unknown method fails here, before any training
         return ("our model in peers.py's lightly loop (lightly's views, loader, optimizer, "

@@ -270,6 +270,31 @@ def test_multi_crop_one_backbone_call_per_resolution():
     assert calls == []  # the teacher has its own (EMA) backbone
 
 
+def test_head_per_crop_size_gives_each_size_its_own_batchnorm_statistics():
+    """``head_per_crop_size``: the head is called on the global crops, then on the local ones,
+    so its BatchNorm normalises each size with its own statistics; by default it is called once
+    on all features, and with a BatchNorm head the two differ."""
+    torch.manual_seed(0)
+    head = dict(type='DINOHead', in_channels=64, out_channels=K, hidden_channels=16,
+                bottleneck_channels=8, use_bn=True)
+    ours = _build('resnet', head=head)
+    per_size = _build('resnet', head=head, head_per_crop_size=True)
+    per_size.load_state_dict(ours.state_dict())
+    ours.train()
+    per_size.train()
+    views = _views(batch=4, num_local=3)
+    out = per_size.student_forward(views)
+    glob, local = torch.cat(views[:2]), torch.cat(views[2:])
+    want = torch.cat([per_size.head(per_size.neck(per_size.backbone(glob))[-1]),
+                      per_size.head(per_size.neck(per_size.backbone(local))[-1])])
+    torch.testing.assert_close(out, want)
+    joint = ours.student_forward(views)
+    assert joint.shape == out.shape == ((2 + 3) * 4, K)
+    assert (joint - out).abs().max() > 1e-3  # the batch statistics differ
+    feats = torch.cat([ours.neck(ours.backbone(x))[-1] for x in (glob, local)])
+    torch.testing.assert_close(joint, ours.head(feats))
+
+
 def test_teacher_has_no_stochastic_depth():
     model = _build('vit', drop_path_rate=0.2)
     student = [m.drop_prob for m in model.backbone.modules() if hasattr(m, 'drop_prob')]
