@@ -206,7 +206,7 @@ class DINO(BaseSelfSupervisor):
         return feats[-1] if isinstance(feats, (tuple, list)) else feats
 
     @staticmethod
-    def size_runs(views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def _size_runs(views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """The crops concatenated per run of consecutive crops of one size (crop-major)."""
         runs, start = [], 0
         while start < len(views):
@@ -222,7 +222,7 @@ class DINO(BaseSelfSupervisor):
         then the head once on all features (the official ``MultiCropWrapper``: a head with
         BatchNorm normalises global and local crops with one set of batch statistics), or once
         per run with ``head_per_crop_size``."""
-        feats = [self._features(x) for x in self.size_runs(views)]
+        feats = [self._features(x) for x in self._size_runs(views)]
         if self.head_per_crop_size:
             return torch.cat([self.head(f) for f in feats])
         return self.head(torch.cat(feats))
