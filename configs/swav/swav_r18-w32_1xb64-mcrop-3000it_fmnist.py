@@ -9,8 +9,8 @@
 # iterations there, 156 = 10000 // 64 here); the queue is created at the start of the run
 # (epoch_queue_starts=0: an IterBasedTrainLoop is one "epoch" to SwAVHook, so the recipe's
 # epoch 15 would never come) and is used once full, i.e. from iteration 60 (3840 / 64).
-# SwAVHook keeps the queue in <work_dir>/queue.pth, written at the end of the run, not in the
-# checkpoints: a resumed run starts with an empty queue.
+# The hook is mmpretrain's SwAVHook as ResumableSwAVHook (mmssl_ext; same arguments), which also
+# saves the queue in every checkpoint: a resumed run continues with the queue it stopped with.
 #   python tools/train.py configs/swav/swav_r18-w32_1xb64-mcrop-3000it_fmnist.py
 _base_ = [
     'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py',
@@ -47,6 +47,7 @@ randomness = _base_.fmnist_randomness
 auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
 custom_hooks = [
     dict(_base_.custom_hooks[0],
+         type='ResumableSwAVHook',
          batch_size=_base_.fmnist_batch_size,
          epoch_queue_starts=0,
          frozen_layers_cfg=dict(

@@ -4,6 +4,8 @@ from .memory_bank_check import MemoryBankSizeCheckHook
 from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
 from .rng_state import RNGStateHook, add_exact_resume_hooks
+from .swav_queue import ResumableSwAVHook
 
 __all__ = ['KNNEvalHook', 'MemoryBankSizeCheckHook', 'NaNLossCheckHook', 'NonFiniteLossError',
-           'PretrainedCheckHook', 'PretrainedKeysError', 'RNGStateHook', 'add_exact_resume_hooks']
+           'PretrainedCheckHook', 'PretrainedKeysError', 'RNGStateHook', 'ResumableSwAVHook',
+           'add_exact_resume_hooks']

@@ -280,12 +280,19 @@ class RNGStateHook(Hook):
 
 
 def add_exact_resume_hooks(cfg):
-    """Append ``dict(type='RNGStateHook')`` to ``cfg.custom_hooks`` unless one is there.
+    """Append ``dict(type='RNGStateHook')`` to ``cfg.custom_hooks`` unless one is there, and make
+    mmpretrain's ``SwAVHook`` a ``ResumableSwAVHook`` (same arguments; its queue then travels in
+    the checkpoint: :mod:`mmssl_ext.engine.hooks.swav_queue`).
 
-    Called by ``tools/train.py``'s merge step, so every run writes its RNG state into its
-    checkpoints and ``--resume`` continues as if never stopped.  Returns ``cfg``.
+    Called by ``tools/train.py``'s merge step, so every run writes its RNG state (and SwAV's
+    queue) into its checkpoints and ``--resume`` continues as if never stopped.  Returns ``cfg``.
     """
     hooks = list(cfg.get('custom_hooks', None) or [])
+    for i, h in enumerate(hooks):
+        if isinstance(h, dict) and h.get('type') in ('SwAVHook', 'mmpretrain.SwAVHook'):
+            hooks[i] = dict(h, type='ResumableSwAVHook')
+            print_log('tools/train.py: SwAVHook -> ResumableSwAVHook (same arguments), so that '
+                      'the SwAV queue is saved in the checkpoints', logger='current')
     for h in hooks:
         htype = h.get('type') if isinstance(h, dict) else h
         if htype is RNGStateHook or isinstance(htype, RNGStateHook) or (
