@@ -38,9 +38,10 @@ Where the single-process equivalence does NOT hold by construction, and what is 
 
 * **BatchNorm** normalises with the statistics of the batch it sees: under DDP each rank's 4
   samples, in one process all 8.  Losses and gradients therefore differ from a batch-8 step.
-  ``SyncBN`` would make them equal, but torch's ``SyncBatchNorm`` refuses CPU tensors in training
-  ("SyncBatchNorm expected input tensor to be on GPU ..."), so on gloo/CPU the backbone's BN is
-  replaced by GroupNorm (per sample, no batch statistic) for the equivalence (``*_gn``).  For
+  ``SyncBN`` makes them equal (on gloo/CPU ``MMSSLDistributedDataParallel`` runs it as
+  ``CPUSyncBatchNorm``, tested in ``tests/engine/test_cpu_sync_bn.py``), but the shipped
+  Fashion-MNIST configs use plain BN, so here the backbone's BN is replaced by GroupNorm (per
+  sample, no batch statistic) for the equivalence (``*_gn``).  For
   ``cf_bn`` the exact BatchNorm property is asserted: DDP's gradient equals the mean over the
   ranks' slices of single-process gradients, each slice in its own forward, and each rank's loss
   equals its slice's loss.  BN *running* statistics are per rank too: mmengine wraps models with
