@@ -78,18 +78,23 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         group = self.process_group or torch_dist.group.WORLD
         dims = [0] + list(range(2, input.dim()))
         shape = [1, -1] + [1] * (input.dim() - 2)
-        count = input.new_tensor([input.numel() // input.shape[1]])
-        total = _SumAcrossRanks.apply(torch.cat([input.sum(dims), count]), group)
+        # statistics in float32 at least (autocast may hand in bfloat16); the sums and the count
+        # travel as float64, exact for any realistic number of values per channel
+        x = input if input.dtype in (torch.float32, torch.float64) else input.float()
+        count = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float64)
+        total = _SumAcrossRanks.apply(torch.cat([x.sum(dims).double(), count]), group)
         n = total[-1]
         if int(n) < 2:
             raise ValueError(f'CPUSyncBatchNorm: {int(n)} value per channel over all ranks; '
                              'batch statistics need at least 2')
-        mean = total[:-1] / n
-        centred = input - mean.view(shape)
+        mean = (total[:-1] / n).to(x.dtype)
+        n = n.to(x.dtype)
+        centred = x - mean.view(shape)
         var = _SumAcrossRanks.apply(centred.pow(2).sum(dims), group) / n
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
+        out = out.to(input.dtype)
         if self.training and self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
