@@ -45,9 +45,8 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     In training the mean and the (biased) variance that normalise the input are those of the
     global batch, the union of every rank's batch along the batch and spatial axes, computed in
     two passes (global sum, then the global sum of squared deviations from the global mean) with
-    an all-reduce whose backward all-reduces the gradient: the
-    input gradients are those of one BatchNorm over the global batch, as with ``SyncBatchNorm`` on
-    GPUs.  The running statistics are updated with the global mean and the unbiased global
+    an all-reduce whose backward all-reduces the gradient: the input gradients are those of one
+    BatchNorm over the global batch, as with ``SyncBatchNorm`` on GPUs.  The running statistics are updated with the global mean and the unbiased global
     variance (``momentum=None``: cumulative average).  Ranks may hold different batch sizes.  In
     eval mode, with one process, or with running statistics used in training
     (``track_running_stats`` and not ``training``) it is a plain BatchNorm.
