@@ -6,13 +6,12 @@ runs the same net with ``nn.BatchNorm`` on the 8 samples.  The outputs, the all-
 gradients and the running statistics must match; the control wraps plain BatchNorm (per-rank
 statistics), whose outputs must not.
 """
-import socket
-
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 
 from mmssl_ext.engine.dist import CPUSyncBatchNorm
+from tests.apis.test_dist_train import _free_port
 
 SIZES = (3, 5)  # per-rank batch sizes
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: measured <= 4e-6 apart
@@ -64,12 +63,6 @@ def _worker(rank, port, out_dir, sync):
                         types=[type(m).__name__ for m in net]), f'{out_dir}/rank{rank}.pth')
     finally:
         dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _run(tmp_path, sync):
