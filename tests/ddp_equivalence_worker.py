@@ -29,7 +29,8 @@ import os.path as osp
 from typing import Dict, List, Optional
 
 import torch
-import torch.distributed as torch_dist
+
+from tests.helpers import gloo_group
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 WORLD_SIZE = 2
@@ -257,11 +258,7 @@ def _break(rank: int) -> None:
 
 def worker(rank: int, port: int, out_dir: str, names: List[str]) -> None:
     """One DDP rank (``torch.multiprocessing.spawn`` target): runs every case, saves results."""
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, port, WORLD_SIZE):
         _break(rank)
         for name in names:
             if CASES[name].get('rank_seed'):  # as the Runner builds it with diff_rank_seed=True
@@ -271,5 +268,3 @@ def worker(rank: int, port: int, out_dir: str, names: List[str]) -> None:
                 init = torch.load(osp.join(out_dir, f'{name}_init.pth'), weights_only=True)
             res = run_case(name, model, rank, WORLD_SIZE, init_state=init)
             torch.save(res, osp.join(out_dir, f'{name}_rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()

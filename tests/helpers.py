@@ -1,12 +1,40 @@
 """Helpers shared by the tests (importable as ``tests.helpers``)."""
+import contextlib
 import os
 import os.path as osp
+import socket
 
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MOCO_FMNIST_CFG = osp.join(REPO, 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py')
 NUM_TINY_CLASSES = 3
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (``MASTER_PORT``, ``tools/dist_train.sh``'s
+    ``PORT``)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, port: int, world_size: int):
+    """Join a gloo process group on ``127.0.0.1:port`` as ``rank`` of ``world_size`` (one torch
+    thread per process, as the CPU machine has two cores), and leave it on exit, error or not.
+
+    For the target of ``torch.multiprocessing.spawn`` in the DDP tests."""
+    import torch
+    import torch.distributed as torch_dist
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch.set_num_threads(1)
+    torch_dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    try:
+        yield
+    finally:
+        torch_dist.destroy_process_group()
 
 
 def write_tiny_imagenet_tree(root: str, n_train: int = 8, n_val: int = 4,

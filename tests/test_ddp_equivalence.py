@@ -64,7 +64,6 @@ Where the single-process equivalence does NOT hold by construction, and what is 
 
 ``MMSSL_DDP_EQ_BREAK`` (see the worker) breaks the DDP side on purpose to see these tests fail.
 """
-import socket
 import time
 
 import pytest
@@ -72,17 +71,12 @@ import torch
 import torch.multiprocessing as mp
 
 from tests import ddp_equivalence_worker as W
+from tests.helpers import free_port
 
 LOSS_TOL = dict(rtol=1e-5, atol=1e-6)
 GRAD_TOL = dict(rtol=1e-5, atol=5e-6)
 STATE_TOL = dict(rtol=1e-5, atol=5e-6)
 BN_STAT_SUFFIXES = ('running_mean', 'running_var')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')
@@ -96,7 +90,7 @@ def results(tmp_path_factory):
     for name in names:
         models[name] = W.build_model(name)
         torch.save(models[name].state_dict(), out / f'{name}_init.pth')
-    mp.spawn(W.worker, args=(_free_port(), str(out), names), nprocs=W.WORLD_SIZE, join=True)
+    mp.spawn(W.worker, args=(free_port(), str(out), names), nprocs=W.WORLD_SIZE, join=True)
     t1 = time.time()
     res = {}
     for name in names:

@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 
@@ -10,18 +9,12 @@ import torch
 
 import mmssl_ext  # noqa: F401  (safe-load allow-list for the checkpoints read below)
 
-from tests.helpers import MOCO_FMNIST_CFG, REPO, tiny_moco_options
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from tests.helpers import MOCO_FMNIST_CFG, REPO, free_port, tiny_moco_options
 
 
 def test_dist_train_two_cpu_processes(tiny_tree, tmp_path):
     work = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1',
                PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
     # batch 2 per process, 2 processes: global batch 4; queue 16 divisible by it
     cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), MOCO_FMNIST_CFG, '2',
@@ -48,7 +41,7 @@ def test_dist_train_pirl_banks_identical(tiny_tree, tmp_path):
         "custom_imports = dict(imports=['mmssl_ext', 'tests.ddp_probe'],\n"
         "                      allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='DumpMemoryBankHook')]\n")
-    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1',
                PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
     cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), str(cfg), '2', '--work-dir', work,
            '--cfg-options', f'train_dataloader.dataset.data_root={tiny_tree}',
@@ -63,4 +56,3 @@ def test_dist_train_pirl_banks_identical(tiny_tree, tmp_path):
     assert torch.equal(bank0, bank1), 'the memory banks diverged across ranks'
     saved = torch.load(osp.join(work, 'iter_3.pth'), map_location='cpu')['state_dict']
     torch.testing.assert_close(saved['memory_bank.feats'], bank0)
-

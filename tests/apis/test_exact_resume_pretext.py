@@ -3,8 +3,6 @@ Jigsaw puzzles (tile jitter and permutation draws in the pipeline) and Colorizat
 class prior ``head.bin_counts``, a buffer the loss weights depend on)."""
 import os.path as osp
 
-import pytest
-
 from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
 

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 from mmssl_ext.engine.dist import CPUSyncBatchNorm
-from tests.apis.test_dist_train import _free_port
+from tests.helpers import free_port, gloo_group
 
 SIZES = (3, 5)  # per-rank batch sizes
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another order: measured <= 4e-6 apart
@@ -46,13 +46,8 @@ def _step(net, x, n_global, world_size):
 
 
 def _worker(rank, port, out_dir, sync):
-    import torch.distributed as dist
-
     from mmssl_ext.engine.dist import MMSSLDistributedDataParallel
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                            world_size=len(SIZES))
-    try:
+    with gloo_group(rank, port, len(SIZES)):
         net = _net(nn.SyncBatchNorm if sync else nn.BatchNorm2d,
                    nn.SyncBatchNorm if sync else nn.BatchNorm1d)
         ddp = MMSSLDistributedDataParallel(net, broadcast_buffers=False)
@@ -61,12 +56,10 @@ def _worker(rank, port, out_dir, sync):
         torch.save(dict(out=out, grads={k: p.grad for k, p in net.named_parameters()},
                         state=net.state_dict(),
                         types=[type(m).__name__ for m in net]), f'{out_dir}/rank{rank}.pth')
-    finally:
-        dist.destroy_process_group()
 
 
 def _run(tmp_path, sync):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path), sync), nprocs=len(SIZES), join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path), sync), nprocs=len(SIZES), join=True)
     return [torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in range(len(SIZES))]
 
 

@@ -10,7 +10,6 @@ of that iteration runs).
 import copy
 import os
 import os.path as osp
-import socket
 
 import pytest
 import torch
@@ -30,7 +29,7 @@ from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.models.memories import ODCMemory
 from mmssl_ext.registry import HOOKS, MODELS
 from mmssl_ext.utils.config import load_config
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 DC_CFG = osp.join(REPO, 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py')
 ODC_CFG = osp.join(REPO, 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py')
@@ -105,12 +104,6 @@ def _run(config, opts, work, out_dir, launcher='none', extra=None):
     return runner
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, port, config, opts, work, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE='2')
@@ -124,7 +117,7 @@ def _ddp_worker(rank, port, config, opts, work, out_dir):
 def _spawn(config, opts, tmp_path):
     out = tmp_path / 'records'
     out.mkdir()
-    mp.spawn(_ddp_worker, args=(_free_port(), config, opts, str(tmp_path / 'work'), str(out)),
+    mp.spawn(_ddp_worker, args=(free_port(), config, opts, str(tmp_path / 'work'), str(out)),
              nprocs=2, join=True)
     return [torch.load(out / f'rank{r}.pth', weights_only=False) for r in range(2)]
 

@@ -12,6 +12,7 @@ from mmssl_ext.apis import train as train_api
 from mmssl_ext.engine.hooks import NaNLossCheckHook, NonFiniteLossError
 from mmssl_ext.engine.hooks.nan_check import non_finite_terms
 from mmssl_ext.registry import MODELS
+from tests.helpers import free_port, gloo_group
 
 
 @MODELS.register_module(force=True)
@@ -108,13 +109,7 @@ def test_non_finite_terms_and_hook_unit():
 
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    import os
-    import torch.distributed as torch_dist
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port, 2):
         runner = SimpleNamespace(iter=6, epoch=0, train_loop=SimpleNamespace(),
                                  message_hub=SimpleNamespace(get_info=lambda k: None))
         hook = NaNLossCheckHook()
@@ -129,18 +124,13 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
                 verdicts.append(str(e))
         with open(osp.join(out_dir, f'rank{rank}.txt'), 'w') as f:
             f.write('\n'.join(verdicts))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 def test_every_ddp_rank_stops_when_one_rank_sees_nan(tmp_path):
     """2 gloo processes: a NaN on rank 1 alone stops rank 0 at the same iteration too (otherwise
     rank 0 would wait forever for rank 1 in the next collective)."""
-    import socket
     import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # fork: the workers inherit the imported modules (spawn would re-import mmssl_ext: ~7 s)
     mp.start_processes(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True,
                        start_method='fork')

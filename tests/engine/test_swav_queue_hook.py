@@ -22,7 +22,7 @@ from mmssl_ext.engine.hooks import ResumableSwAVHook
 from mmssl_ext.engine.hooks.rng_state import add_exact_resume_hooks
 from mmssl_ext.engine.hooks.swav_queue import SWAV_QUEUE_KEY, split_saved_queues
 from mmssl_ext.utils.checkpoint import load_checkpoint_safe
-from tests.apis.test_dist_train import _free_port
+from tests.helpers import free_port
 from tests.apis.test_exact_resume import _differing, _logged, _model, _train
 from mmssl_ext.registry import HOOKS
 from tests.helpers import REPO
@@ -109,7 +109,7 @@ def test_swav_ddp_resume_gives_each_rank_its_own_queue(tiny_tree, tmp_path):
     def dist_train(work, *extra):
         cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), SWAV_CFG, '2', '--work-dir', work,
                *extra, '--cfg-options', *_opts(tiny_tree, batch_size=2, max_iters=4, interval=2)]
-        out = subprocess.run(cmd, cwd=REPO, env=dict(env, PORT=str(_free_port())),
+        out = subprocess.run(cmd, cwd=REPO, env=dict(env, PORT=str(free_port())),
                              capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 

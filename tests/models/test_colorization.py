@@ -1,11 +1,11 @@
 """Colorization: Lab conversion, ab bins, rebalancing, the head's loss, preprocessor, short run."""
 import copy
+import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
@@ -14,7 +14,7 @@ import mmssl_ext  # noqa: F401
 from mmssl_ext.apis import train as train_api
 from mmssl_ext.models.utils.lab import ABQuantizer, lab_to_rgb, rgb_to_lab
 from mmssl_ext.registry import MODELS
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port, gloo_group
 
 FMNIST_CFG = f'{REPO}/configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py'
 
@@ -360,13 +360,7 @@ def test_fmnist_config_trains_through_tools_train(tiny_tree, tmp_path):
 
 # ---------------------------------------------------------------- DDP
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    import os
-    import torch.distributed as torch_dist
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port, 2):
         torch.manual_seed(0)
         head = _tiny_head()
         head.train()
@@ -374,17 +368,12 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
         out = head.loss(feats, ab)
         torch.save(dict(counts=head.bin_counts.clone(), weights=head.class_weights(),
                         loss=out['loss'].detach()), os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 def test_prior_is_summed_over_ranks(tmp_path):
     """Under DDP (2 gloo processes) every rank counts the targets of both ranks' batches."""
-    import socket
     import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in range(2))
     expected = torch.zeros(ABQuantizer().num_bins, dtype=torch.long)

@@ -5,12 +5,10 @@ Fashion-MNIST configs through tools/train.py, exact resume, and the centre / tea
 import math
 import os
 import os.path as osp
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
@@ -22,7 +20,7 @@ from mmssl_ext.apis import train as train_api
 from mmssl_ext.models.losses import DINOLoss
 from mmssl_ext.registry import MODELS
 from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port, gloo_group
 
 R18_CFG = osp.join(REPO, 'configs/dino/dino_r18-w32_1xb64-3000it_fmnist.py')
 VIT_CFG = osp.join(REPO, 'configs/dino/dino_vit-tiny-p4_1xb64-3000it_fmnist.py')
@@ -377,12 +375,6 @@ def test_dino_exact_resume(config, controls, tiny_tree, tmp_path):
 WORLD_SIZE = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _rank_teacher_output(rank):
     g = torch.Generator().manual_seed(100 + rank)
     batch = 2 if rank == 0 else 3  # unequal batches: the centre is still the mean of all rows
@@ -390,11 +382,7 @@ def _rank_teacher_output(rank):
 
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, port, WORLD_SIZE):
         from mmssl_ext.engine.dist import MMSSLDistributedDataParallel
         loss_fn = DINOLoss(out_channels=6)
         loss_fn.center.fill_(0.5)
@@ -418,12 +406,10 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
                         student=_params(model._student()),
                         model_center=model.dino_loss.center.clone()),
                    os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 def test_ddp_center_all_reduce_and_teacher_update(tmp_path):
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
               for r in range(WORLD_SIZE))
     # centre: identical on both ranks, the mean over both ranks' teacher rows

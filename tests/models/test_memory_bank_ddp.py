@@ -1,23 +1,16 @@
 """MemoryBank and NCELoss under DDP: 2 CPU processes on gloo keep identical state."""
 import os
-import socket
 
 import torch
-import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
 import mmssl_ext  # noqa: F401  (registration)
 from mmssl_ext.models.losses import NCELoss
 from mmssl_ext.models.memories import MemoryBank
+from tests.helpers import free_port, gloo_group
 
 WORLD_SIZE = 2
 LENGTH, DIM, STEPS, SEED, NUM_DATA = 20, 8, 5, 0, 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _batches():
@@ -44,11 +37,7 @@ def _loss_inputs(rank: int):
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, port, WORLD_SIZE):
         torch.manual_seed(SEED)
         bank = MemoryBank(length=LENGTH, feat_dim=DIM, num_negatives=5)
         init = bank.feats.clone()
@@ -59,12 +48,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         loss_fn(*_loss_inputs(rank))
         torch.save(dict(init=init, feats=bank.feats.clone(), z=loss_fn.z.clone()),
                    os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 def test_bank_and_nce_z_identical_across_ranks_and_equal_to_single_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True)
               for r in range(WORLD_SIZE))
 

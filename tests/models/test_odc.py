@@ -4,12 +4,10 @@ tools/train.py run of the Fashion-MNIST config; exact resume."""
 import copy
 import os
 import os.path as osp
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -21,7 +19,7 @@ from mmssl_ext.models.memories import ODCMemory
 from mmssl_ext.models.memories.odc_memory import odc_class_weights
 from mmssl_ext.registry import MODELS
 from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port, gloo_group
 
 ODC_FMNIST_CFG = osp.join(REPO, 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py')
 ODC_IN1K_CFG = osp.join(REPO, 'configs/odc/odc_r50_8xb64-440e_in1k.py')
@@ -148,12 +146,6 @@ def test_memory_argument_errors():
 WORLD_SIZE = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _ddp_batches():
     g = torch.Generator().manual_seed(7)
     steps = []
@@ -166,11 +158,7 @@ def _ddp_batches():
 
 
 def _memory_worker(rank, port, out_dir):
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch.set_num_threads(1)
-    torch_dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, port, WORLD_SIZE):
         mem, _ = _random_memory(min_size=8)
         ratios, moved = [], 0
         for per_rank in _ddp_batches():
@@ -178,12 +166,10 @@ def _memory_worker(rank, port, out_dir):
             moved += mem.deal_with_small_clusters()
         torch.save(dict(state=mem.state_dict(), ratios=ratios, moved=moved),
                    os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        torch_dist.destroy_process_group()
 
 
 def test_memory_identical_on_two_ranks_and_equal_to_one_process(tmp_path):
-    mp.spawn(_memory_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_memory_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in range(2))
     for key in ('feats', 'labels', 'centroids'):
         assert torch.equal(r0['state'][key], r1['state'][key]), key

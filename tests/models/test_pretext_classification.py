@@ -6,7 +6,6 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
