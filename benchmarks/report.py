@@ -28,7 +28,6 @@ def machine(threads: Optional[int] = None, device: str = 'cpu') -> str:
     return f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {where}'
 
 
-
 def new_report(**fields) -> dict:
     """A report dict with ``command`` (as run), ``machine`` and ``date`` filled in."""
     script = osp.relpath(osp.abspath(sys.argv[0]), osp.dirname(osp.dirname(RESULTS)))

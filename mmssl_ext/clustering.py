@@ -379,4 +379,3 @@ def kmeans(features: ArrayLike,
                         l2_normalize=l2_normalize, objective_history=history,
                         reseeded=reseeded, reseed_rounds=rounds, niter=int(niter),
                         seed=int(seed), gpu=use_gpu, timings=timings)
-

@@ -11,8 +11,6 @@ import torch
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
-from mmssl_ext.registry import MODELS
-
 
 class PretextClassification(BaseSelfSupervisor):
     """Backbone on all views of the batch at once, then a pretext classification head.
