@@ -46,10 +46,11 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     global batch, the union of every rank's batch along the batch and spatial axes, computed in
     two passes (global sum, then the global sum of squared deviations from the global mean) with
     an all-reduce whose backward all-reduces the gradient: the input gradients are those of one
-    BatchNorm over the global batch, as with ``SyncBatchNorm`` on GPUs.  The running statistics are updated with the global mean and the unbiased global
-    variance (``momentum=None``: cumulative average).  Ranks may hold different batch sizes.  In
-    eval mode, with one process, or with running statistics used in training
-    (``track_running_stats`` and not ``training``) it is a plain BatchNorm.
+    BatchNorm over the global batch, as with ``SyncBatchNorm`` on GPUs.  The running statistics
+    are updated with the global mean and the unbiased global variance (``momentum=None``:
+    cumulative average).  Ranks may hold different batch sizes.  In eval mode, with one
+    process, or with running statistics used in training (``track_running_stats`` and not
+    ``training``) it is a plain BatchNorm.
 
     Built by :meth:`convert` from a ``SyncBatchNorm`` (same parameters, buffers and process
     group); any input rank >= 2 (``SyncBatchNorm`` serves 1d, 2d and 3d).

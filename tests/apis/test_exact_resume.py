@@ -296,7 +296,7 @@ def test_checkpoint_due_follows_checkpoint_hook():
     from mmengine.hooks import CheckpointHook
     from mmengine.runner.priority import get_priority
 
-    from mmssl_ext.engine.hooks.rng_state import _checkpoint_due
+    from mmssl_ext.engine.hooks.rank_state import checkpoint_due
 
     class _Runner:
         hooks = [CheckpointHook(interval=3, by_epoch=False)]
@@ -306,9 +306,9 @@ def test_checkpoint_due_follows_checkpoint_hook():
     due = []
     for i in range(7):
         _Runner.iter = i  # after_train_iter of iteration i + 1
-        due.append(_checkpoint_due(_Runner, by_epoch=False))
+        due.append(checkpoint_due(_Runner, by_epoch=False))
     assert due == [False, False, True, False, False, True, True]  # every 3, and the last
-    assert not _checkpoint_due(_Runner, by_epoch=True)
+    assert not checkpoint_due(_Runner, by_epoch=True)
     assert get_priority(RNGStateHook.priority) < get_priority(CheckpointHook.priority)
 
 

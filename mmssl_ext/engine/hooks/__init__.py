@@ -3,9 +3,10 @@ from .deepcluster_hook import DeepClusterHook, ODCHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
 from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
+from .rank_state import PerRankStateHook
 from .rng_state import RNGStateHook, add_exact_resume_hooks
 from .swav_queue import ResumableSwAVHook
 
 __all__ = ['KNNEvalHook', 'MemoryBankSizeCheckHook', 'NaNLossCheckHook', 'NonFiniteLossError',
-           'PretrainedCheckHook', 'PretrainedKeysError', 'RNGStateHook', 'ResumableSwAVHook',
-           'add_exact_resume_hooks']
+           'PerRankStateHook', 'PretrainedCheckHook', 'PretrainedKeysError', 'RNGStateHook',
+           'ResumableSwAVHook', 'add_exact_resume_hooks']

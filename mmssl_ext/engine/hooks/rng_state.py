@@ -22,7 +22,8 @@ advance would then consume them once more (``num_workers=0``).
   Under DDP every rank's state is stored as ``ranks[r]``: ``Runner.save_checkpoint`` runs on rank
   0 only, so the hook gathers the states of all ranks (``all_gather_object``, every rank takes
   part) in ``after_train_iter`` / ``after_train_epoch`` just before ``CheckpointHook`` (priority
-  85 < 90), and only when that hook is about to save.
+  85 < 90), and only when that hook is about to save (the pattern of
+  :class:`~mmssl_ext.engine.hooks.rank_state.PerRankStateHook`, which this hook is).
 * on resume (``after_load_checkpoint`` + ``before_train`` with ``runner.iter > 0``): the states
   are restored *after* mmengine's dataloader advance, immediately before the first new batch is
   fetched.  The train loop's ``dataloader_iterator`` is wrapped for exactly the ``k`` advance
@@ -64,11 +65,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 
 from mmssl_ext.registry import ROOT_HOOKS
+from .rank_state import PerRankStateHook
 
 RNG_STATE_KEY = 'rng_state'
 
@@ -158,25 +159,8 @@ class _RestoreAfterAdvance:
         return next(self._iterator)
 
 
-def _checkpoint_due(runner, by_epoch: bool) -> bool:
-    """Whether a ``CheckpointHook`` of the runner saves at the end of this iteration / epoch
-    (its own conditions, asked before it runs)."""
-    for hook in runner.hooks:
-        if not isinstance(hook, CheckpointHook) or bool(hook.by_epoch) != by_epoch:
-            continue
-        if by_epoch:
-            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_epoch(runner))
-        else:
-            due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_iter(runner))
-        if due:
-            return True
-    return False
-
-
 @ROOT_HOOKS.register_module()
-class RNGStateHook(Hook):
+class RNGStateHook(PerRankStateHook):
     """Save the global RNG states in every checkpoint and restore them on resume.
 
     See the module docstring for what is saved, where it is restored and why.
@@ -190,57 +174,33 @@ class RNGStateHook(Hook):
 
     # after_train_iter / after_train_epoch run just before CheckpointHook's (VERY_LOW = 90)
     priority = 85
+    checkpoint_key = RNG_STATE_KEY
 
     def __init__(self, isolate_val: bool = True) -> None:
+        super().__init__()
         self.isolate_val = isolate_val
-        self._loaded: Optional[Dict[str, Any]] = None
-        self._loaded_iter: Optional[int] = None
         self._val_state: Optional[Dict[str, Any]] = None
-        self._gathered: Optional[tuple] = None
 
     # ---- save
-    def _gather_if_due(self, runner, by_epoch: bool) -> None:
-        """DDP: every rank's state, collected on every rank, when a checkpoint is about to be
-        written (the write itself happens on rank 0 only)."""
-        self._gathered = None
-        if get_world_size() > 1 and _checkpoint_due(runner, by_epoch):
-            self._gathered = (runner.iter, all_gather_object(get_rng_state()))
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self._gather_if_due(runner, by_epoch=False)
-
-    def after_train_epoch(self, runner) -> None:
-        self._gather_if_due(runner, by_epoch=True)
+    def local_state(self, runner) -> Dict[str, Any]:
+        return get_rng_state()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        world_size = get_world_size()
         local = get_rng_state()
-        if world_size == 1:
-            ranks: List[Dict[str, Any]] = [local]
-        elif self._gathered is not None and self._gathered[0] == runner.iter:
-            ranks = list(self._gathered[1])
-            ranks[get_rank()] = local
-        else:  # a checkpoint written outside CheckpointHook's schedule (e.g. the best one)
-            ranks = [local]
-        checkpoint[RNG_STATE_KEY] = dict(world_size=world_size, ranks=ranks)
+        # off CheckpointHook's schedule under DDP (e.g. the best checkpoint): this rank's only
+        ranks: List[Dict[str, Any]] = self.states_to_save(runner, local) or [local]
+        checkpoint[RNG_STATE_KEY] = dict(world_size=get_world_size(), ranks=ranks)
 
     # ---- resume
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._loaded = checkpoint.get(RNG_STATE_KEY)
-        meta = checkpoint.get('meta') or {}
-        self._loaded_iter = meta.get('iter')
-
     def _state_for_this_rank(self, runner) -> Optional[Dict[str, Any]]:
-        saved, self._loaded = self._loaded, None
-        if runner.iter == 0:  # a fresh run, or load_from (fine-tuning): nothing to continue
+        resumed, saved = self.take_resumed_entry(runner)
+        if not resumed:  # a fresh run, load_from (fine-tuning), or another checkpoint
             return None
         if saved is None:
             print_log('RNGStateHook: the resumed checkpoint holds no RNG state (written without '
                       'RNGStateHook?); the resumed run draws different random numbers than an '
                       'uninterrupted one', logger='current', level='WARNING')
             return None
-        if self._loaded_iter is not None and self._loaded_iter != runner.iter:
-            return None  # not the checkpoint this run resumed from
         world_size, ranks = int(saved['world_size']), saved['ranks']
         if world_size != get_world_size():
             print_log(f'RNGStateHook: the checkpoint was written by {world_size} processes, this '

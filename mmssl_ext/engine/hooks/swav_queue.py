@@ -16,7 +16,8 @@ resumed run needs is in the checkpoint):
   and ints only: the checkpoint still loads with ``torch.load(weights_only=True)``).  Under DDP
   ``Runner.save_checkpoint`` runs on rank 0 only, so every rank's queue is all-gathered in
   ``after_train_iter`` / ``after_train_epoch`` just before ``CheckpointHook`` runs (priority
-  NORMAL < VERY_LOW), and only when that hook is about to save.
+  NORMAL < VERY_LOW), and only when that hook is about to save (the pattern of
+  :class:`~mmssl_ext.engine.hooks.rank_state.PerRankStateHook`, shared with ``RNGStateHook``).
 * on resume (``after_load_checkpoint`` + ``before_train`` with ``runner.iter > 0``) each rank
   takes its own queue back; the checkpoint wins over a ``queue.pth`` that ``SwAVHook.before_run``
   read from the work dir.  Resumed with another number of processes, the saved queues are
@@ -32,7 +33,7 @@ Usage: the Fashion-MNIST SwAV config names it; in any SwAV config, replace the h
 
 ``tools/train.py`` swaps a ``SwAVHook`` for it (see :func:`add_exact_resume_hooks`).
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from mmengine.device import get_device
@@ -42,7 +43,7 @@ from mmpretrain.engine.hooks import SwAVHook
 from mmpretrain.utils import get_ori_model
 
 from mmssl_ext.registry import HOOKS
-from .rng_state import _checkpoint_due
+from .rank_state import PerRankStateHook
 
 SWAV_QUEUE_KEY = 'swav_queue'
 
@@ -72,63 +73,44 @@ def split_saved_queues(saved: Dict[str, Any], world_size: int, rank: int) -> tor
 
 
 @HOOKS.register_module()
-class ResumableSwAVHook(SwAVHook):
+class ResumableSwAVHook(PerRankStateHook, SwAVHook):
     """mmpretrain's ``SwAVHook`` whose queue is saved in and resumed from the checkpoint.
 
     Same arguments as ``SwAVHook``; see the module docstring for what is saved and when.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._gathered: Optional[tuple] = None
-        self._loaded: Optional[Dict[str, Any]] = None
-        self._loaded_iter: Optional[int] = None
+    checkpoint_key = SWAV_QUEUE_KEY
 
     def _loss_module(self, runner):
         return get_ori_model(runner.model).head.loss_module
 
     # ---- save
-    def _gather_if_due(self, runner, by_epoch: bool) -> None:
-        self._gathered = None
+    def local_state(self, runner):
         queue = self._loss_module(runner).queue
-        if queue is not None and get_world_size() > 1 and _checkpoint_due(runner, by_epoch):
-            self._gathered = (runner.iter, [q.cpu() for q in all_gather(queue)])
+        return None if queue is None else queue.detach()
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        self._gather_if_due(runner, by_epoch=False)
-
-    def after_train_epoch(self, runner) -> None:
-        super().after_train_epoch(runner)  # SwAVHook's queue file
-        self._gather_if_due(runner, by_epoch=True)
+    def all_gather_states(self, local: torch.Tensor) -> List[torch.Tensor]:
+        return [q.cpu() for q in all_gather(local)]
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        queue = self._loss_module(runner).queue
+        super().before_save_checkpoint(runner, checkpoint)
+        queue = self.local_state(runner)
         if queue is None:  # before epoch_queue_starts, or no queue configured
             return
-        world_size = get_world_size()
-        if world_size == 1:
-            queues: List[torch.Tensor] = [queue.detach().cpu()]
-        elif self._gathered is not None and self._gathered[0] == runner.iter:
-            queues = self._gathered[1]
-        else:  # a checkpoint outside CheckpointHook's schedule: only this rank's queue is here
+        queues = self.states_to_save(runner, queue.cpu())
+        if queues is None:  # a checkpoint outside CheckpointHook's schedule, under DDP
             print_log(f'ResumableSwAVHook: checkpoint at iteration {runner.iter} was not '
                       f'announced to CheckpointHook; it holds no SwAV queue', logger='current',
                       level='WARNING')
             return
-        checkpoint[SWAV_QUEUE_KEY] = dict(world_size=world_size, queues=queues)
+        checkpoint[SWAV_QUEUE_KEY] = dict(world_size=get_world_size(), queues=queues)
 
     # ---- resume
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._loaded = checkpoint.get(SWAV_QUEUE_KEY)
-        self._loaded_iter = (checkpoint.get('meta') or {}).get('iter')
-
     def before_train(self, runner) -> None:
-        saved, self._loaded = self._loaded, None
-        if runner.iter == 0:  # a fresh run, or load_from: nothing to continue
+        super().before_train(runner)
+        resumed, saved = self.take_resumed_entry(runner)
+        if not resumed:  # a fresh run, load_from, or not the checkpoint this run resumed from
             return
-        if self._loaded_iter is not None and self._loaded_iter != runner.iter:
-            return  # not the checkpoint this run resumed from
         if saved is None:
             if self.queue_length > 0:
                 print_log('ResumableSwAVHook: the resumed checkpoint holds no SwAV queue (written '
