@@ -9,7 +9,9 @@ rotation: 4 rotated images = 4; SimCLR: 2 views = 2 ...), and its iterations are
 ``budget / (batch * pixels per sample)``; the config's iteration schedule (warm-up, cosine) is
 rescaled to that length.  Periodic re-clustering passes (DeepCluster / ODC) and momentum /
 teacher encoders are extra compute, reported in the JSON (``images_per_sample`` counts the
-trained backbone only).
+trained backbone only).  ClusterFit (``clusterfit``: clusters of a random-init network;
+``clusterfit-<m>``: of method ``<m>``, trained earlier in the same invocation) spends the budget
+in its fit step; the cluster step's forward pass (and ``<m>``'s own budget) come on top.
 
 Evaluation: weighted kNN (cosine, T=0.07) of pooled last-stage features of all 60k training
 images against the 10k test images (``tools/knn_eval.py``'s protocol), and a linear probe
@@ -69,6 +71,9 @@ METHODS: Dict[str, str] = {
     'swav': 'configs/swav/swav_r18-w32_1xb64-mcrop-3000it_fmnist.py',
     'barlowtwins': 'configs/barlowtwins/barlowtwins_r18-w32_1xb64-3000it_fmnist.py',
     'barlowtwins-p2048': 'configs/barlowtwins/barlowtwins_r18-w32_1xb64-3000it_fmnist.py',
+    'clusterfit': 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py',
+    'clusterfit-pirl': 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py',
+    'clusterfit-rotation': 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py',
 }
 #: settings applied on top of a method's config so that every method has the same backbone
 #: (ResNet-18 at half width); configs/mocov2's Fashion-MNIST config predates that size.
@@ -84,13 +89,24 @@ OVERRIDES: Dict[str, dict] = {
 }
 SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
 
+#: ClusterFit, two stages: the pooled last-stage features of the training images under N_pre,
+#: k-means into CLUSTERFIT_K clusters (``tools/clusterfit.py cluster``), then the fit config
+#: trained from scratch on the cluster ids with the method's budget (``tools/clusterfit.py
+#: fit``).  N_pre of 'clusterfit' is a random-init backbone (no pre-training compute; the
+#: control of configs/clusterfit/README.md); of 'clusterfit-<m>' the checkpoint of method <m>
+#: trained earlier in the same invocation, whose own budget comes on top (the row records it)
+CLUSTERFIT_PRE: Dict[str, Optional[str]] = {
+    'clusterfit': None, 'clusterfit-pirl': 'pirl', 'clusterfit-rotation': 'rotation'}
+CLUSTERFIT_K = 100
+
 #: methods whose backbone is not the reference ResNet-18 on RGB (1-channel L input, GroupNorm,
 #: a ViT): their own random initialisation is evaluated too, as their baseline
 OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization'}
 
 #: methods whose loss needs state a hook builds first (pseudo labels before the first epoch):
 #: one 32 px view per sample, by construction of their configs
-KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0}
+KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0,
+                           **{name: 1.0 for name in CLUSTERFIT_PRE}}
 
 PRESETS = {
     # 2 CPU cores: a reduced set, ~200k backbone images each (PIRL: ~1000 iterations x 64)
@@ -248,7 +264,42 @@ def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
 
 
 # ------------------------------------------------------------------------------------ runner
-def run_method(name: str, config: str, args, preset: dict) -> dict:
+def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict]) -> dict:
+    """ClusterFit's cluster step for ``name``; points ``cfg`` (the fit config) at its output
+    and returns what the row records about N_pre and the clusters."""
+    from mmssl_ext.apis import clusterfit as cf
+    pre = CLUSTERFIT_PRE[name]
+    if pre is None:
+        pre_config, checkpoint = osp.join(REPO, METHODS[name]), 'random'
+    else:
+        done = rows.get(pre) or {}
+        if 'k20_top1' not in done:
+            raise ValueError(f'{name}: N_pre is method {pre!r} trained in the same invocation; '
+                             f'list {pre} before {name} in --methods')
+        pre_config = osp.join(args.work_dir, f'{pre}.py')  # the config as it was trained
+        checkpoint = osp.join(args.work_dir, pre, f"iter_{done['iterations']}.pth")
+    start = time.time()
+    clusters = osp.join(args.work_dir, name, 'clusters')
+    # the images: the fit config's knn_eval train split, as this run set it (data root ...)
+    data_config = osp.join(args.work_dir, f'{name}-images.py')
+    os.makedirs(args.work_dir, exist_ok=True)
+    cfg.dump(data_config)
+    summary = cf.cluster(clusters, CLUSTERFIT_K, config=pre_config, checkpoint=checkpoint,
+                         data_config=data_config, num_samples=preset.get('subset'),
+                         progress=False)
+    cfg.merge_from_dict(cf.fit_overrides(clusters, cfg))
+    info = dict(n_pre=pre or 'random init', n_pre_checkpoint=checkpoint, k=CLUSTERFIT_K,
+                clustered_images=summary['num_samples'],
+                cluster_nmi=summary.get('nmi_vs_dataset_labels'),
+                cluster_seconds=round(time.time() - start, 1))
+    if pre is not None:
+        info['n_pre_backbone_images'] = rows[pre]['backbone_images']
+    print(f'[{name}] clusters: {info}', flush=True)
+    return info
+
+
+def run_method(name: str, config: str, args, preset: dict,
+               rows: Optional[Dict[str, dict]] = None) -> dict:
     from mmssl_ext.apis import train as train_api
     from mmssl_ext.utils.config import load_config
     cfg = load_config(osp.join(REPO, config))
@@ -278,6 +329,8 @@ def run_method(name: str, config: str, args, preset: dict) -> dict:
               f'({time.time() - start:.0f} s)', flush=True)
     if args.only_random:
         return row
+    if name in CLUSTERFIT_PRE:
+        row['clusterfit'] = clusterfit_clusters(name, cfg, args, preset, rows or {})
     rescale_schedule(cfg, iters)
     work = osp.join(args.work_dir, name)
     cfg.work_dir = work
@@ -319,6 +372,17 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {r['k20_top1']:.2f} | {r['k200_top1']:.2f} | "
                      f"{r['linear_top1']:.2f} | {it} | {r.get('images_per_sample', '-')} | "
                      f"{r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
+    notes = [(name, r['clusterfit']) for name, r in report['rows'].items() if 'clusterfit' in r]
+    if notes:
+        lines.append('')
+    for name, c in notes:
+        pre = (f"`{c['n_pre']}` of this table ({c['n_pre_backbone_images']:,} backbone "
+               f"images of its own on top of the fit's)" if 'n_pre_backbone_images' in c
+               else 'a random-init backbone (no pre-training)')
+        lines.append(f"- `{name}`: N_pre = {pre}; k-means K={c['k']} of "
+                     f"{c['clustered_images']:,} training images (NMI with the labels "
+                     f"{c['cluster_nmi']}, {c['cluster_seconds']} s), then the fit config "
+                     f"trained from scratch on the cluster ids.")
     return '\n'.join(lines) + '\n'
 
 
@@ -361,6 +425,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config
+    # the training images of the subset budget (the configs' `indices`: the first N), which
+    # ClusterFit's cluster step takes too
+    preset['subset'] = None if preset['full_train'] else load_config(
+        osp.join(REPO, METHODS['pirl'])).train_dataloader.dataset.indices
     report = rep.new_report(
         preset=args.preset, budget=preset['budget'], full_train=preset['full_train'],
         probe_train=preset['probe_train'],
@@ -382,7 +450,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if not osp.isfile(osp.join(REPO, config)):
             report['rows'][name] = dict(config=config, error='config missing')
             continue
-        report['rows'][name] = run_method(name, config, args, preset)
+        report['rows'][name] = run_method(name, config, args, preset, report['rows'])
         if not args.dry_run:
             _write(report, args)
     if not args.dry_run:

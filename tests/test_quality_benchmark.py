@@ -1,6 +1,9 @@
-"""benchmarks/quality.py's full-train budget: dropping a config's ``indices`` must resize what
-holds one entry per training image (memory banks, DeepCluster's label array), else the first
-sample index past the old length stops the run (it did, on the first GPU run)."""
+"""benchmarks/quality.py.
+
+The full-train budget: dropping a config's ``indices`` must resize what holds one entry per
+training image (memory banks, DeepCluster's label array), else the first sample index past the old
+length stops the run (it did, on the first GPU run).  ``--batch-size`` scales the lr the runner
+uses.  ClusterFit's rows: the cluster step's images and the fit config it sets up."""
 import os.path as osp
 
 import pytest
@@ -86,3 +89,42 @@ def test_batch_size_scales_the_lr_the_runner_uses(tiny_tree, tmp_path, rel):
     assert lrs == [pytest.approx(4 * config_lr)] * len(lrs), lrs
     with pytest.raises(ValueError, match='--batch-size must be positive, got 0'):
         quality.apply_batch_size(cfg, 0)
+
+
+def _fit_cfg(tiny_tree):
+    cfg = load_config(osp.join(REPO, quality.METHODS['clusterfit']))
+    for split in ('train', 'val'):
+        cfg.knn_eval[f'{split}_dataloader'].dataset.data_root = tiny_tree
+        cfg.knn_eval[f'{split}_dataloader'].num_workers = 0
+    return cfg
+
+
+def test_clusterfit_row_clusters_the_subset_and_points_the_fit_config_at_it(
+        tiny_tree, tmp_path, monkeypatch):
+    """ClusterFit in the quality table: the cluster step reads the first ``subset`` training
+    images of the run's own data, and the fit config then trains on exactly those, K classes."""
+    from types import SimpleNamespace
+    monkeypatch.setattr(quality, 'CLUSTERFIT_K', 4)
+    cfg = _fit_cfg(tiny_tree)
+    args = SimpleNamespace(work_dir=str(tmp_path))
+    info = quality.clusterfit_clusters('clusterfit', cfg, args, dict(subset=10), rows={})
+    assert info['n_pre'] == 'random init' and info['n_pre_checkpoint'] == 'random'
+    assert info['k'] == 4 and info['clustered_images'] == 10
+    ds = cfg.train_dataloader.dataset
+    assert ds.ann_file == str(tmp_path / 'clusterfit' / 'clusters' / 'train_clusters.txt')
+    assert osp.samefile(ds.data_root, tiny_tree)
+    rows = [line.split() for line in open(ds.ann_file).read().splitlines()]
+    with open(osp.join(tiny_tree, 'meta', 'train.txt')) as f:
+        first = [line.split()[0] for line in f.read().splitlines()[:10]]
+    assert [r[0] for r in rows] == first
+    assert {int(r[1]) for r in rows} <= set(range(4))
+    assert cfg.model.head.num_classes == 4 and cfg.model.data_preprocessor.num_classes == 4
+
+
+def test_clusterfit_from_a_method_needs_it_trained_first(tiny_tree, tmp_path):
+    from types import SimpleNamespace
+    with pytest.raises(ValueError, match=r"clusterfit-pirl: N_pre is method 'pirl'.*list pirl "
+                       r'before clusterfit-pirl'):
+        quality.clusterfit_clusters('clusterfit-pirl', _fit_cfg(tiny_tree),
+                                    SimpleNamespace(work_dir=str(tmp_path)), dict(subset=10),
+                                    rows={})
