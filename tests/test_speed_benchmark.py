@@ -47,3 +47,21 @@ def test_a_child_without_a_result_line_reports_its_last_error(monkeypatch):
     row = speed.run_child('simclr', speed.parse_args(['--methods', 'simclr']))
     assert row['error'] == 'ModuleNotFoundError: No module named x'
     assert row['returncode'] == 1
+
+
+def test_clusterfit_is_timed_once_on_its_fit_step_without_a_cluster_step(tiny_tree, tmp_path):
+    """ClusterFit's rows differ only in their labels: speed.py times the fit config once, on the
+    data set's own label list, so no cluster step has to run first."""
+    from mmengine.registry import DefaultScope
+
+    from mmssl_ext.registry import DATASETS
+    assert 'clusterfit' in speed.METHODS
+    assert not {'clusterfit-pirl', 'clusterfit-rotation'} & set(speed.METHODS)
+    args = speed.parse_args(['--child', 'clusterfit'])
+    cfg = speed.build_config('clusterfit', args, str(tmp_path))
+    ds_cfg = dict(cfg.train_dataloader.dataset, data_root=tiny_tree)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = DATASETS.build(ds_cfg)
+    with open(os.path.join(tiny_tree, 'meta', 'train.txt')) as f:
+        assert len(ds) == sum(1 for line in f if line.strip())
+    assert cfg.model.head.num_classes == 100  # the config's K-way head, as in the real fit
