@@ -92,9 +92,12 @@ SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
 #: ClusterFit, two stages: the pooled last-stage features of the training images under N_pre,
 #: k-means into CLUSTERFIT_K clusters (``tools/clusterfit.py cluster``), then the fit config
 #: trained from scratch on the cluster ids with the method's budget (``tools/clusterfit.py
-#: fit``).  N_pre of 'clusterfit' is a random-init backbone (no pre-training compute; the
-#: control of configs/clusterfit/README.md); of 'clusterfit-<m>' the checkpoint of method <m>
-#: trained earlier in the same invocation, whose own budget comes on top (the row records it)
+#: fit``).  N_pre of 'clusterfit' is the random-init backbone of the table's `random init` row
+#: (PIRL's config, ``zero_init_residual=False``; no pre-training compute: the control of
+#: configs/clusterfit/README.md; the fit config's own random init, mmpretrain's default
+#: ``zero_init_residual=True``, puts 65 % of the images into one cluster); of 'clusterfit-<m>'
+#: the checkpoint of method <m> trained earlier in the same invocation, whose own budget comes
+#: on top (the row records it)
 CLUSTERFIT_PRE: Dict[str, Optional[str]] = {
     'clusterfit': None, 'clusterfit-pirl': 'pirl', 'clusterfit-rotation': 'rotation'}
 CLUSTERFIT_K = 100
@@ -269,8 +272,8 @@ def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict
     and returns what the row records about N_pre and the clusters."""
     from mmssl_ext.apis import clusterfit as cf
     pre = CLUSTERFIT_PRE[name]
-    if pre is None:
-        pre_config, checkpoint = osp.join(REPO, METHODS[name]), 'random'
+    if pre is None:  # the `random init` row's network
+        pre_config, checkpoint = osp.join(REPO, METHODS['pirl']), 'random'
     else:
         done = rows.get(pre) or {}
         if 'k20_top1' not in done:
@@ -288,9 +291,11 @@ def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict
                          data_config=data_config, num_samples=preset.get('subset'),
                          progress=False)
     cfg.merge_from_dict(cf.fit_overrides(clusters, cfg))
-    info = dict(n_pre=pre or 'random init', n_pre_checkpoint=checkpoint, k=CLUSTERFIT_K,
+    info = dict(n_pre=pre or 'random init', n_pre_config=osp.relpath(pre_config, REPO),
+                n_pre_checkpoint=checkpoint, k=CLUSTERFIT_K,
                 clustered_images=summary['num_samples'],
                 cluster_nmi=summary.get('nmi_vs_dataset_labels'),
+                cluster_sizes=[summary['min_size'], summary['max_size']],
                 cluster_seconds=round(time.time() - start, 1))
     if pre is not None:
         info['n_pre_backbone_images'] = rows[pre]['backbone_images']
@@ -378,9 +383,10 @@ def markdown(report: dict) -> str:
     for name, c in notes:
         pre = (f"`{c['n_pre']}` of this table ({c['n_pre_backbone_images']:,} backbone "
                f"images of its own on top of the fit's)" if 'n_pre_backbone_images' in c
-               else 'a random-init backbone (no pre-training)')
+               else 'the `random init` row\'s network (no pre-training)')
         lines.append(f"- `{name}`: N_pre = {pre}; k-means K={c['k']} of "
-                     f"{c['clustered_images']:,} training images (NMI with the labels "
+                     f"{c['clustered_images']:,} training images (sizes "
+                     f"{c['cluster_sizes'][0]}-{c['cluster_sizes'][1]}, NMI with the labels "
                      f"{c['cluster_nmi']}, {c['cluster_seconds']} s), then the fit config "
                      f"trained from scratch on the cluster ids.")
     return '\n'.join(lines) + '\n'

@@ -109,6 +109,8 @@ def test_clusterfit_row_clusters_the_subset_and_points_the_fit_config_at_it(
     args = SimpleNamespace(work_dir=str(tmp_path))
     info = quality.clusterfit_clusters('clusterfit', cfg, args, dict(subset=10), rows={})
     assert info['n_pre'] == 'random init' and info['n_pre_checkpoint'] == 'random'
+    # the `random init` row's network (zero_init_residual=False), not the fit config's own
+    assert info['n_pre_config'] == quality.METHODS['pirl']
     assert info['k'] == 4 and info['clustered_images'] == 10
     ds = cfg.train_dataloader.dataset
     assert ds.ann_file == str(tmp_path / 'clusterfit' / 'clusters' / 'train_clusters.txt')

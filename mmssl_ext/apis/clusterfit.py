@@ -529,6 +529,18 @@ def cluster_features(out_dir: str,
                      kmeans_s=round(res.timings.get('total', 0.0), 2)))
     if (true_labels >= 0).all():
         summary['nmi_vs_dataset_labels'] = round(nmi(res.assignments, true_labels), 4)
+    largest = int(res.sizes.max())
+    if k > 2 and largest > n / 2:
+        # pseudo labels the fit step can learn little from; it happens with features that hardly
+        # differ between images, e.g. a random-init ResNet with zero_init_residual=True (every
+        # residual branch starts at zero: mmpretrain's default, and the ClusterFit fit config's)
+        summary['warning'] = (
+            f'the largest of the {k} clusters holds {largest} of the {n} images '
+            f'({largest / n:.0%}): N_pre\'s features hardly separate the images (a random-init '
+            f'ResNet with zero_init_residual=True, whose residual branches start at zero, does '
+            f'this), so the fit step gets little to learn from these pseudo labels')
+        from mmengine.logging import print_log
+        print_log(f'cluster step: {summary["warning"]}', logger='current', level=30)
 
     def write(tmp):
         write_annotation(osp.join(tmp, ANN_FILE), rel_paths, res.assignments)

@@ -207,3 +207,41 @@ def test_nmi():
     x, y = rng.randint(0, 5, 200), rng.randint(0, 7, 200)
     assert clusterfit.nmi(x, y) == pytest.approx(
         sklearn_metrics.normalized_mutual_info_score(x, y), rel=1e-6)
+
+
+@pytest.mark.parametrize('degenerate', [True, False])
+def test_a_partition_dominated_by_one_cluster_is_flagged(tmp_path, degenerate, caplog):
+    """Features that hardly differ (e.g. a random ResNet with zero_init_residual=True) put most
+    images into one cluster: the summary and the log say so; balanced clusters say nothing."""
+    import logging
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+    rng = np.random.RandomState(0)
+    owners = np.repeat(np.arange(4), 10)
+    feats = 10 * np.eye(4, 16, dtype=np.float32)[owners] + 0.01 * rng.randn(40, 16)
+    if degenerate:  # 30 of the 40 images give the same feature, the other 10 are spread out
+        feats[:30] = feats[0]
+        feats[30:] = 10 * rng.randn(10, 16)
+    feats = feats.astype(np.float32)
+    images = SimpleNamespace(rel_paths=[f'c/{i}.png' for i in range(40)], labels=owners,
+                             summary=lambda: dict(img_prefix='train'))
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            summary = clusterfit.cluster_features(str(tmp_path / 'c'), feats, 4, images,
+                                                  dict(kind='test'), progress=False)
+    finally:
+        logger.removeHandler(caplog.handler)
+    written = json.load(open(tmp_path / 'c' / clusterfit.SUMMARY_FILE))
+    if degenerate:
+        assert summary['max_size'] > 20  # more than half of the 40
+        assert 'largest of the 4 clusters holds' in summary['warning']
+        assert 'zero_init_residual' in summary['warning']
+        assert written['warning'] == summary['warning']
+        assert 'holds' in caplog.text
+    else:
+        assert summary['max_size'] == 10
+        assert 'warning' not in summary and 'warning' not in written
+        assert 'holds' not in caplog.text
