@@ -71,5 +71,5 @@ MSG
   fi
 fi
 "$PY" tools/prepare_data.py --src "$FMNIST_SRC" --out data/fashion_mnist
-# the COCO-format Fashion-MNIST detection task of configs/benchmarks/mmdet (seconds; stamped)
+# the COCO-format Fashion-MNIST detection task of configs/transfer/mmdet (seconds; stamped)
 "$PY" tools/prepare_detection_data.py --src data/fashion_mnist/raw --out data/fmnist_det >/dev/null

@@ -22,8 +22,8 @@ def test_configs_found():
 def test_config_builds(path):
     cfg = load_config(path)
     assert 'mmssl_ext' in cfg.custom_imports['imports']
-    if cfg.default_scope == 'mmdet':  # detection-transfer configs (configs/benchmarks/mmdet)
-        assert '/benchmarks/mmdet/' in path
+    if cfg.default_scope == 'mmdet':  # detection-transfer configs (configs/transfer/mmdet)
+        assert '/transfer/mmdet/' in path
         from mmdet.registry import MODELS as models, TRANSFORMS as transforms
         dataset = cfg.train_dataloader.dataset
         pipeline = dataset.pipeline if 'pipeline' in dataset else \

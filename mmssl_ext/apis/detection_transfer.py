@@ -8,7 +8,7 @@ the same budget and report bbox mAP (mmdet's CocoMetric) side by side.
         --iters 2000
 
 Defaults to the CPU-sized Fashion-MNIST detection task
-(``configs/benchmarks/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py``; its data come
+(``configs/transfer/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py``; its data come
 from ``tools/prepare_detection_data.py``).  Every run uses the same config, seed, data order and
 schedule; only the backbone's initialisation differs: ``random`` is mmdet's own initialisation
 (no ``init_cfg``), ``NAME=PATH`` loads a training checkpoint of ours (``backbone.*`` keys) or a
@@ -31,7 +31,7 @@ from mmssl_ext.apis.analysis_common import RANDOM, parse_checkpoints
 from mmssl_ext.engine.hooks.pretrained_check import load_state
 from mmssl_ext.utils.config import load_config
 
-DEFAULT_CONFIG = 'configs/benchmarks/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py'
+DEFAULT_CONFIG = 'configs/transfer/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py'
 METRIC_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l')
 
 

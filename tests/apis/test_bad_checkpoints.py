@@ -17,7 +17,7 @@ from tests.engine.test_pretrained_check_hook import Model, _init, _runner, _save
 from tests.helpers import REPO
 
 PIRL_FMNIST_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py')
-LINEAR_CFG = osp.join(REPO, 'configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py')
+LINEAR_CFG = osp.join(REPO, 'configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py')
 
 
 def test_knn_eval_cli_refuses_a_checkpoint_of_another_width(tiny_tree, tiny_moco_ckpt, tmp_path,

@@ -66,7 +66,7 @@ def test_top_level_data_preprocessor_is_used(tmp_path):
     from mmengine.config import Config
 
     from tests.helpers import REPO
-    cfg = Config.fromfile(f'{REPO}/configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py')
+    cfg = Config.fromfile(f'{REPO}/configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py')
     assert 'data_preprocessor' not in cfg.model
     cfg.model.backbone.init_cfg = None  # the probe's Pretrained init needs a checkpoint path
     model = knn_eval.build_model(cfg)

@@ -6,7 +6,7 @@ from mmssl_ext.apis.extract_backbone import extract_backbone
 from mmssl_ext.utils.config import load_config
 from tests.helpers import REPO
 
-LINEAR_CFG = f'{REPO}/configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py'
+LINEAR_CFG = f'{REPO}/configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py'
 
 
 def _expected(ckpt):

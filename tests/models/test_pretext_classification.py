@@ -194,7 +194,7 @@ def test_fmnist_config_trains_through_tools_train(name, tiny_tree, tmp_path):
     assert ckpt['state_dict']['backbone.layer4.1.conv2.weight'].shape[0] == 256
 
 
-LINEAR_CFG = f'{REPO}/configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py'
+LINEAR_CFG = f'{REPO}/configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py'
 ALL_PRETEXT = dict(CONFIGS,
                    inpainting='configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
                    colorization='configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py')

@@ -21,7 +21,7 @@ from mmssl_ext.engine.hooks.pretrained_check import PretrainedKeysError
 from mmssl_ext.utils.config import load_config
 from tests.helpers import REPO
 
-BENCH = osp.join(REPO, 'configs', 'benchmarks')
+BENCH = osp.join(REPO, 'configs', 'transfer')
 CLS_CONFIGS = sorted(glob.glob(osp.join(BENCH, '*.py')))
 DET_CONFIGS = sorted(glob.glob(osp.join(BENCH, 'mmdet', '*.py')))
 FMNIST_DET = osp.join(BENCH, 'mmdet', 'faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py')

@@ -1,13 +1,13 @@
 # Full fine-tune on Fashion-MNIST with a linear head: every layer of the pretrained ResNet-18
 # width-32 backbone trains (BN statistics included), SGD with momentum and a step schedule.
-#   python tools/train.py configs/benchmarks/finetune_r18-w32_1xb64-20e_fmnist.py \
+#   python tools/train.py configs/transfer/finetune_r18-w32_1xb64-20e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
 # The MLP-head variant is finetune-mlp-head_r18-w32_1xb64-20e_fmnist.py.
 _base_ = [
     '../_base_/models/resnet18-w32_fmnist-cls.py',
     '../_base_/datasets/fmnist_cls.py',
     'mmpretrain::_base_/default_runtime.py',
-    '../_base_/benchmarks/pretrained_check.py',
+    '../_base_/transfer/pretrained_check.py',
 ]
 
 model = dict(backbone=dict(frozen_stages=-1, norm_eval=False))

@@ -5,7 +5,7 @@
 # rate is 0.1, not the R50 recipe's 30: with lr 30 this probe diverges on the main-job PIRL
 # checkpoint (top-1 / top-5 72.2 / 74.9 after one epoch, against 76.5 / 99.1 with lr 0.1).  Point it at any checkpoint
 # of ours:
-#   python tools/train.py configs/benchmarks/linear-probe_r18-w32_1xb256-10e_fmnist.py \
+#   python tools/train.py configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
 # (a backbone-only file from tools/extract_backbone.py works too, with
 #  model.backbone.init_cfg.prefix=None).  A checkpoint that does not fit is an error.
@@ -13,7 +13,7 @@ _base_ = [
     '../_base_/models/resnet18-w32_fmnist-cls.py',
     '../_base_/datasets/fmnist_cls.py',
     'mmpretrain::_base_/default_runtime.py',
-    '../_base_/benchmarks/pretrained_check.py',
+    '../_base_/transfer/pretrained_check.py',
 ]
 
 model = dict(backbone=dict(frozen_stages=4))

@@ -6,7 +6,7 @@
 #   * SyncBN everywhere, trained (norm_eval=False), and res5 in the RoI head followed by an extra
 #     norm (mmpretrain's ResLayerExtraNorm, Detectron2's Res5ROIHeadsExtraNorm);
 #   * res1-4 load into the backbone and res5 into the RoI head, from the same checkpoint:
-#   bash tools/dist_train.sh configs/benchmarks/mmdet/faster-rcnn_r50-c4_ms-24k_voc0712.py 8 \
+#   bash tools/dist_train.sh configs/transfer/mmdet/faster-rcnn_r50-c4_ms-24k_voc0712.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT \
 #                     model.roi_head.shared_head.init_cfg.checkpoint=CKPT
 # (single machine without GPUs: python tools/train.py ...; SyncBN then runs as BN).

@@ -7,7 +7,7 @@
 # Protocol of the SSL detection-transfer benchmarks: every backbone layer trains (frozen_stages=-1)
 # and BN layers keep training (norm_eval=False; the ImageNet/COCO configs use SyncBN for that, one
 # CPU process uses plain BN).  Anchors are scaled to the garments (24-48 px at stride 4 and 8).
-#   python tools/train.py configs/benchmarks/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py \
+#   python tools/train.py configs/transfer/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
 # tools/detection_transfer.py trains it from random init and from several of our checkpoints with
 # the same budget and prints the bbox mAP table.

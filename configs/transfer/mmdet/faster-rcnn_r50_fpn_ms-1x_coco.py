@@ -1,7 +1,7 @@
 # COCO detection transfer: Faster R-CNN R50-FPN, 1x schedule with multi-scale training, in the
 # SSL-benchmark form (MoCo / BYOL / mmselfsup): SyncBN in backbone, FPN and the 4conv-1fc box head,
 # BN trained (norm_eval=False), every stage trainable.  The backbone comes from a checkpoint of ours:
-#   bash tools/dist_train.sh configs/benchmarks/mmdet/faster-rcnn_r50_fpn_ms-1x_coco.py 8 \
+#   bash tools/dist_train.sh configs/transfer/mmdet/faster-rcnn_r50_fpn_ms-1x_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)

@@ -3,7 +3,7 @@
 # a class-balanced label subset, the head with a 10x larger learning rate, and evaluated on the full
 # test split.  The subset file meta/train_1pct.txt is written by tools/prepare_data.py (seeded and
 # reproducible; tools/make_semi_subset.py makes others).
-#   python tools/train.py configs/benchmarks/semi-1pct_r18-w32_1xb64-100e_fmnist.py \
+#   python tools/train.py configs/transfer/semi-1pct_r18-w32_1xb64-100e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
 _base_ = ['./finetune_r18-w32_1xb64-20e_fmnist.py']
 
