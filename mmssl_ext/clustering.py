@@ -1,4 +1,4 @@
-"""faiss k-means and nearest-centroid assignment, shared by ClusterFit and DeepCluster.
+"""faiss k-means, nearest-centroid assignment and NMI, shared by ClusterFit and DeepCluster.
 
 :func:`kmeans` runs the whole recipe on an ``N x D`` feature matrix::
 
@@ -31,6 +31,38 @@ except ImportError:  # pragma: no cover
     torch = None
 
 ArrayLike = Union[np.ndarray, 'torch.Tensor']
+
+
+def _as_label_array(labels, name: str) -> np.ndarray:
+    if torch is not None and isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    x = np.asarray(labels)
+    if x.ndim != 1:
+        raise ValueError(f'{name} must be a 1-D array of labels, got shape {tuple(x.shape)}')
+    return x
+
+
+def nmi(a: ArrayLike, b: ArrayLike) -> float:
+    """Normalised mutual information of two labelings of the same samples (arithmetic-mean
+    normalisation, scikit-learn's ``normalized_mutual_info_score``): 1 for the same partition up
+    to relabelling, 0 for independent ones; 1.0 when both put every sample in one cluster.
+
+    Args:
+        a, b: 1-D label arrays or tensors of the same length (any integer ids).
+
+    Raises:
+        ValueError: not 1-D, or different lengths.
+        ImportError: scikit-learn is not installed (it is in requirements.txt).
+    """
+    a, b = _as_label_array(a, 'a'), _as_label_array(b, 'b')
+    if len(a) != len(b):
+        raise ValueError(f'nmi: the labelings have different lengths ({len(a)} and {len(b)})')
+    try:
+        from sklearn.metrics import normalized_mutual_info_score
+    except ImportError as e:  # pragma: no cover - scikit-learn is in requirements.txt
+        raise ImportError('mmssl_ext.clustering.nmi needs scikit-learn: '
+                          'pip install scikit-learn') from e
+    return float(normalized_mutual_info_score(a, b))
 
 
 def _logger():

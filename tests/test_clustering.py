@@ -1,9 +1,9 @@
-"""mmssl_ext.clustering: faiss k-means wrapper (recovery, input errors, empty clusters, PCA)."""
+"""mmssl_ext.clustering: faiss k-means wrapper (recovery, input errors, empty clusters, PCA), NMI."""
 import numpy as np
 import pytest
 import torch
 
-from mmssl_ext.clustering import kmeans, nearest_centroid, reseed_empty_clusters
+from mmssl_ext.clustering import kmeans, nearest_centroid, nmi, reseed_empty_clusters
 
 
 def _blobs(k=4, per=30, dim=8, seed=0, spread=0.05):
@@ -147,3 +147,21 @@ def test_whitening_is_regularised_for_rank_deficient_features():
     assert np.abs(y[:, 6:]).max() < 1e-2  # the dead directions stay (near) zero, not inf
     res = kmeans(x, k=3, pca_dim=8, whiten=True, seed=0)
     assert np.isfinite(res.centroids).all()
+
+
+def test_nmi_values_and_input_types():
+    a = np.array([0, 0, 1, 1, 2, 2])
+    assert nmi(a, a) == pytest.approx(1.0)
+    assert nmi(a, (a + 1) % 3) == pytest.approx(1.0)  # relabelling
+    assert nmi(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+    # by hand: b determines a, so I = H(a) = log 2; H(b) = 1.5 log 2; I / mean(H) = 0.8
+    assert nmi([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(0.8)
+    assert nmi(np.zeros(5, int), np.zeros(5, int)) == 1.0  # one cluster each
+    t = torch.tensor([0, 0, 1, 1, 2, 2])
+    value = nmi(t, np.array([1, 1, 0, 0, 0, 0]))
+    assert isinstance(value, float)
+    assert value == pytest.approx(nmi(t.numpy(), np.array([1, 1, 0, 0, 0, 0])))
+    with pytest.raises(ValueError, match='different lengths'):
+        nmi(a, a[:-1])
+    with pytest.raises(ValueError, match='1-D'):
+        nmi(a.reshape(2, 3), a.reshape(2, 3))

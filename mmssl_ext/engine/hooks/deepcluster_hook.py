@@ -19,7 +19,7 @@ from mmengine.dist import broadcast, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmssl_ext.clustering import kmeans
+from mmssl_ext.clustering import kmeans, nmi
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.registry import HOOKS
 from mmssl_ext.utils.config import build_dataloader
@@ -71,12 +71,15 @@ def _cluster_on_rank0(feats: torch.Tensor, k: int, **kmeans_kwargs):
     return labels, summary
 
 
-def _nmi(a: torch.Tensor, b: torch.Tensor) -> Optional[float]:
-    try:
-        from sklearn.metrics import normalized_mutual_info_score
-    except ImportError:  # pragma: no cover
+def _nmi_to_previous(previous: torch.Tensor, labels: torch.Tensor) -> Optional[float]:
+    """NMI of new labels to the previous ones; ``None`` before the first clustering (labels -1)
+    or without scikit-learn (the log then shows '-')."""
+    if not bool((previous >= 0).all()):
         return None
-    return float(normalized_mutual_info_score(a.cpu().numpy(), b.cpu().numpy()))
+    try:
+        return nmi(previous, labels)
+    except ImportError:  # pragma: no cover - scikit-learn is in requirements.txt
+        return None
 
 
 def _train_sampler(runner):
@@ -260,15 +263,16 @@ class DeepClusterHook(Hook):
         self._sync_sampler(runner, model)
         self.clustered_epochs.append(epoch)
         if summary is not None:  # rank 0
-            nmi = _nmi(previous, labels) if bool((previous >= 0).all()) else None
-            if nmi is not None:
-                runner.message_hub.update_scalar('deepcluster/nmi', nmi)
+            nmi_prev = _nmi_to_previous(previous, labels)
+            if nmi_prev is not None:
+                runner.message_hub.update_scalar('deepcluster/nmi', nmi_prev)
             runner.logger.info(
                 f'DeepClusterHook: clustering for epoch {epoch}: N={n}, K={k}, '
                 f'dim={summary["dim"]}, objective={summary["objective"]:.4g}, cluster sizes '
                 f'{summary["min_size"]}-{summary["max_size"]}, {summary["num_reseeded"]} '
                 f're-seeded, NMI to previous labels: '
-                f'{"-" if nmi is None else f"{nmi:.4f}"} ({time.perf_counter() - t0:.1f} s)')
+                f'{"-" if nmi_prev is None else f"{nmi_prev:.4f}"} '
+                f'({time.perf_counter() - t0:.1f} s)')
             self.last_summary = summary
         return labels
 
