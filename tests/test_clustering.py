@@ -1,4 +1,5 @@
-"""mmssl_ext.clustering: faiss k-means wrapper (recovery, input errors, empty clusters, PCA), NMI."""
+"""mmssl_ext.clustering: faiss k-means wrapper (recovery, input errors, empty clusters, PCA) and
+NMI."""
 import numpy as np
 import pytest
 import torch
