@@ -1,6 +1,7 @@
 from .knn_hook import KNNEvalHook
-from .deepcluster_hook import DeepClusterHook, ODCHook  # noqa: F401
+from .deepcluster_hook import DeepClusterHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
+from .odc_hook import ODCHook  # noqa: F401
 from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
 from .rank_state import PerRankStateHook

@@ -1,74 +1,23 @@
-"""Re-clustering hooks: ``DeepClusterHook`` (k-means every epoch) and ``ODCHook`` (ODC's memory).
+"""DeepCluster's re-clustering hook: k-means of the training set's features every epoch.
 
-Both extract features of the WHOLE training set with a non-augmented pipeline (the hook's
-``pipeline``, applied to ``train_dataloader.dataset``, so the indices are the training indices),
-using :func:`mmssl_ext.evaluation.extract_features`: under DDP every rank extracts its shard and
-ends with the full matrix.  k-means (:func:`mmssl_ext.clustering.kmeans`, faiss) runs on rank 0
-only and its labels are broadcast, so every rank holds identical labels whatever faiss does with
-threads or GPUs.  Single process: the same code without the collectives (mmselfsup's hooks
-assumed DDP and broke in one process).  All state lives in model buffers, so it is checkpointed.
+The extraction, rank-0 k-means and size checks it shares with :class:`ODCHook` live in
+:mod:`mmssl_ext.engine.hooks.cluster_common`.
 """
-import copy
 import time
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
-import torch.nn as nn
-from mmengine.dist import broadcast, get_world_size, is_main_process
+from mmengine.dist import broadcast, get_world_size
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from mmssl_ext.clustering import kmeans, nmi
+from mmssl_ext.clustering import nmi
+from mmssl_ext.engine.hooks.cluster_common import (build_extraction_loader, check_pipeline,
+                                                   check_sizes, cluster_on_rank0, unwrap_model)
+from mmssl_ext.engine.hooks.odc_hook import ODCHook  # noqa: F401  (its old import path)
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.registry import HOOKS
-from mmssl_ext.utils.config import build_dataloader
 
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
-def build_extraction_loader(runner, pipeline: Sequence[dict], batch_size: int,
-                            num_workers: Optional[int] = None):
-    """A non-shuffled loader over ``train_dataloader.dataset`` with ``pipeline`` instead of the
-    training augmentations (same samples, same order, same ``sample_idx``)."""
-    train_cfg = runner.cfg.get('train_dataloader', None)
-    if train_cfg is None or 'dataset' not in train_cfg:
-        raise ValueError('the clustering hooks need cfg.train_dataloader.dataset')
-    dataset = copy.deepcopy(train_cfg['dataset'])
-    if not isinstance(dataset, dict) or 'pipeline' not in dataset:
-        raise ValueError('the clustering hooks replace the pipeline of train_dataloader.dataset; '
-                         'it must be a dataset config with a pipeline (dataset wrappers such as '
-                         'RepeatDataset are not supported)')
-    dataset['pipeline'] = copy.deepcopy(list(pipeline))
-    if num_workers is None:
-        num_workers = int(train_cfg.get('num_workers', 0))
-    loader = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
-                  sampler=dict(type='DefaultSampler', shuffle=False),
-                  collate_fn=dict(type='default_collate'), dataset=dataset)
-    return build_dataloader(loader, seed=runner.seed)
-
-
-def _check_pipeline(pipeline, owner: str) -> List[dict]:
-    if not isinstance(pipeline, (list, tuple)) or not pipeline:
-        raise ValueError(f'{owner}: pipeline must be a non-empty list of transforms (the '
-                         f'non-augmented feature-extraction pipeline), got {pipeline!r}')
-    return list(pipeline)
-
-
-def _cluster_on_rank0(feats: torch.Tensor, k: int, **kmeans_kwargs):
-    """k-means on rank 0, labels broadcast to every rank; ``(labels, summary or None)``."""
-    n = len(feats)
-    labels = torch.empty(n, dtype=torch.long)
-    summary = None
-    if is_main_process():
-        res = kmeans(feats, k, **kmeans_kwargs)
-        labels = torch.from_numpy(res.assignments.astype(np.int64))
-        summary = res.summary()
-    if get_world_size() > 1:
-        broadcast(labels, src=0)
-    return labels, summary
+__all__ = ['DeepClusterHook', 'ODCHook', 'build_extraction_loader']
 
 
 def _nmi_to_previous(previous: torch.Tensor, labels: torch.Tensor) -> Optional[float]:
@@ -90,17 +39,6 @@ def _train_sampler(runner):
     batch_sampler = getattr(loader, 'batch_sampler', None)
     sampler = getattr(batch_sampler, 'sampler', None)
     return sampler if hasattr(sampler, 'set_labels') else None
-
-
-def _check_sizes(owner: str, n_model: int, key: str, k: int, k_key: str, runner) -> None:
-    n = len(runner.train_dataloader.dataset)
-    if n_model != n:
-        raise ValueError(f'{owner}: {key}={n_model} but the training set '
-                         f'(train_dataloader.dataset) has N={n} samples; set '
-                         f'--cfg-options {key}={n}')
-    if k > n:
-        raise ValueError(f'{owner}: K={k} clusters ({k_key}) > N={n} training samples; '
-                         f'k-means needs K <= N')
 
 
 @HOOKS.register_module()
@@ -172,7 +110,7 @@ class DeepClusterHook(Hook):
                  stage: int = -1,
                  pool: str = 'avg',
                  gpu='auto') -> None:
-        self.pipeline = _check_pipeline(pipeline, 'DeepClusterHook')
+        self.pipeline = check_pipeline(pipeline, 'DeepClusterHook')
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f'DeepClusterHook: interval must be an int >= 1, got {interval!r}')
         if pca_dim is not None and pca_dim < 1:
@@ -205,11 +143,11 @@ class DeepClusterHook(Hook):
         return hasattr(runner.train_loop, 'dataloader_iterator')
 
     def _check(self, runner):
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         if not hasattr(model, 'pseudo_labels') or not hasattr(model, 'set_pseudo_labels'):
             raise TypeError(f'DeepClusterHook needs a DeepCluster model (buffer pseudo_labels), '
                             f'got {type(model).__name__}')
-        _check_sizes('DeepClusterHook', model.num_samples, 'model.num_samples',
+        check_sizes('DeepClusterHook', model.num_samples, 'model.num_samples',
                      model.num_clusters, 'model.head.num_classes', runner)
         if self.uniform_sampling and _train_sampler(runner) is None:
             raise ValueError("DeepClusterHook: uniform_sampling=True needs "
@@ -233,7 +171,7 @@ class DeepClusterHook(Hook):
 
     def cluster(self, runner, epoch: int) -> torch.Tensor:
         """One clustering step (every rank must call it); returns the new labels."""
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         k, n = model.num_clusters, model.num_samples
         if self._loader is None:
             self._loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
@@ -245,7 +183,7 @@ class DeepClusterHook(Hook):
             raise RuntimeError(f'DeepClusterHook: extracted {len(feats)} features for '
                                f'num_samples={n}')
         pca_dim = None if self.pca_dim is None else min(int(self.pca_dim), feats.shape[1])
-        labels, summary = _cluster_on_rank0(
+        labels, summary = cluster_on_rank0(
             feats, k, niter=self.niter, seed=self.seed + epoch, pca_dim=pca_dim,
             whiten=self.whiten and pca_dim is not None, l2_normalize=self.l2_normalize,
             gpu=self.gpu, max_points_per_centroid=self.max_points_per_centroid)
@@ -291,7 +229,7 @@ class DeepClusterHook(Hook):
     def before_train_epoch(self, runner) -> None:
         if self._iter_based(runner):
             return
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         if runner.epoch % self.interval == 0 or not model.labels_initialized:
             self.cluster(runner, runner.epoch)
 
@@ -303,112 +241,3 @@ class DeepClusterHook(Hook):
         if done % epoch_len == 0 and done < runner.max_iters and \
                 (done // epoch_len) % self.interval == 0:
             self.cluster(runner, done // epoch_len)
-
-
-class _Embedding(nn.Module):
-    """``model.embed`` as a module, for :func:`extract_features`'s ``backbone`` argument."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = [model]  # not registered as a sub-module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model[0].embed(x)
-
-
-@HOOKS.register_module()
-class ODCHook(Hook):
-    """ODC's memory initialisation and small-cluster handling.
-
-    ``before_train`` (fresh runs only; a resumed run has its memory in the checkpoint): extract
-    the model's embeddings ``z = neck(backbone(x))`` of the whole training set (pipeline
-    ``pipeline``), L2-normalise, k-means them on rank 0 (faiss; no PCA by default, as mmselfsup's
-    ODC), broadcast the labels and initialise the memory (features, labels, centroids as the
-    mean feature per label), then dissolve small clusters.
-    ``after_train_iter``: every ``small_cluster_interval`` iterations
-    :meth:`~mmssl_ext.models.memories.ODCMemory.deal_with_small_clusters` (every iteration in
-    ODC).  The memory's own update (EMA features, label re-assignment, centroids) happens in
-    ``ODC.loss``.
-
-    Args:
-        pipeline: non-augmented feature-extraction pipeline.
-        niter / seed / pca_dim / whiten / max_points_per_centroid / gpu: of the initial k-means.
-        small_cluster_interval: iterations between small-cluster passes.
-        batch_size / num_workers: of the extraction loader.
-    """
-
-    priority = 'NORMAL'
-
-    def __init__(self,
-                 pipeline: Sequence[dict],
-                 niter: int = 20,
-                 seed: int = 0,
-                 pca_dim: Optional[int] = None,
-                 whiten: bool = False,
-                 max_points_per_centroid: Optional[int] = None,
-                 small_cluster_interval: int = 1,
-                 batch_size: int = 256,
-                 num_workers: Optional[int] = None,
-                 gpu='auto') -> None:
-        self.pipeline = _check_pipeline(pipeline, 'ODCHook')
-        if small_cluster_interval < 1:
-            raise ValueError(f'ODCHook: small_cluster_interval must be >= 1, got '
-                             f'{small_cluster_interval}')
-        self.niter = niter
-        self.seed = seed
-        self.pca_dim = pca_dim
-        self.whiten = whiten
-        self.max_points_per_centroid = max_points_per_centroid
-        self.small_cluster_interval = small_cluster_interval
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.gpu = gpu
-        self.initialized_here = False
-        self.moved_samples = 0  # by deal_with_small_clusters, this process, this run
-
-    def _model(self, runner):
-        model = _unwrap(runner.model)
-        bank = getattr(model, 'memory_bank', None)
-        if bank is None or not hasattr(bank, 'deal_with_small_clusters') or \
-                not hasattr(model, 'embed'):
-            raise TypeError(f'ODCHook needs an ODC model with an ODCMemory, got '
-                            f'{type(model).__name__}')
-        return model, bank
-
-    def init_memory(self, runner) -> None:
-        model, bank = self._model(runner)
-        loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
-                                         self.num_workers)
-        t0 = time.perf_counter()
-        feats, _ = extract_features(runner.model, loader, backbone=_Embedding(model),
-                                    normalize=True, progress=False)
-        if feats.shape != (bank.length, bank.feat_dim):
-            raise RuntimeError(f'ODCHook: extracted features of shape {tuple(feats.shape)}, the '
-                               f'memory holds ({bank.length}, {bank.feat_dim})')
-        pca_dim = None if self.pca_dim is None else min(int(self.pca_dim), feats.shape[1])
-        labels, summary = _cluster_on_rank0(
-            feats, bank.num_classes, niter=self.niter, seed=self.seed, pca_dim=pca_dim,
-            whiten=self.whiten and pca_dim is not None, l2_normalize=True, gpu=self.gpu,
-            max_points_per_centroid=self.max_points_per_centroid)
-        bank.init_memory(feats.to(bank.feats.device), labels.to(bank.labels.device))
-        moved = bank.deal_with_small_clusters()
-        self.initialized_here = True
-        if summary is not None:
-            sizes = bank.cluster_sizes()
-            runner.logger.info(
-                f'ODCHook: memory initialised by k-means: N={bank.length}, K={bank.num_classes}, '
-                f'objective={summary["objective"]:.4g}, {moved} samples of small clusters '
-                f'moved, cluster sizes {int(sizes.min())}-{int(sizes.max())} '
-                f'({time.perf_counter() - t0:.1f} s)')
-
-    def before_train(self, runner) -> None:
-        model, bank = self._model(runner)
-        _check_sizes('ODCHook', bank.length, 'model.memory_bank.length', bank.num_classes,
-                     'model.memory_bank.num_classes', runner)
-        if not bank.initialized:
-            self.init_memory(runner)
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.every_n_train_iters(runner, self.small_cluster_interval):
-            _, bank = self._model(runner)
-            self.moved_samples += bank.deal_with_small_clusters()
