@@ -1,21 +1,7 @@
-# The Fashion-MNIST budget every pretext method shares with PIRL's main job
-# (configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py), so that their kNN and per-layer numbers
-# compare like for like: ResNet-18 at half width (stem and base channels 32, last stage 256),
-# 32 px images, the first 10000 training images, batch 64, 3000 iterations of SGD (lr 0.03,
-# momentum 0.9, wd 1e-4, 100-iteration linear warm-up then cosine), checkpoints every 1000,
-# seed 0.  A method's Fashion-MNIST config inherits its ImageNet recipe and this file,
-#     _base_ = ['./rotation_r50_8xb32-30e_in1k.py', '../_base_/pretext_fmnist.py']
-# and applies the values below (mmengine forbids a key in two bases, so they are variables):
-#     model = dict(backbone=_base_.fmnist_backbone, head=dict(in_channels=256))
-#     train_dataloader = dict(_base_.fmnist_train_dataloader,
-#                             dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
-#     optim_wrapper = _base_.fmnist_optim_wrapper
-#     param_scheduler = _base_.fmnist_param_scheduler
-#     train_cfg = _base_.fmnist_train_cfg
-#     default_hooks = _base_.fmnist_default_hooks
-#     log_processor = _base_.fmnist_log_processor
-#     randomness = _base_.fmnist_randomness
-#     auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
+# The Fashion-MNIST budget every pretext method shares with PIRL's main job, so that their kNN
+# numbers compare like for like.  mmengine forbids a key in two bases, so the values are
+# variables that each method's config applies, as in
+# configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py.
 _base_ = ['./datasets/fmnist_knn.py']
 
 fmnist_num_train_images = 10000

@@ -1,9 +1,5 @@
-# What every ImageNet-1k self-supervised pre-training config here shares: mmpretrain's runtime,
-# the scope, our plug-in, and an 8-GPU train dataloader over data/imagenet/ (shuffled,
-# drop_last, default_collate, 8 workers).  A method's ImageNet config inherits it and sets its
-# model, pipeline, per-GPU batch size, optimizer and schedule:
-#     _base_ = ['../_base_/pretrain_in1k.py']
-#     train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))
+# What every ImageNet-1k pre-training config here shares: runtime, scope, plug-in, and an
+# 8-GPU train dataloader; a method sets its model, pipeline, batch size and schedule.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
 default_scope = 'mmpretrain'

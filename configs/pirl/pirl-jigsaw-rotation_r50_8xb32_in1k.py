@@ -1,5 +1,5 @@
-# PIRL with jigsaw + rotation combined ("combinations of pretext tasks"): the image is rotated by
-# 0/90/180/270 degrees, then cut into the jigsaw patches.
+# PIRL with jigsaw + rotation combined: the image is rotated, then cut into jigsaw patches.
+#   bash tools/dist_train.sh configs/pirl/pirl-jigsaw-rotation_r50_8xb32_in1k.py 8
 _base_ = ['./pirl_r50_8xb32.py']
 transform_pipeline = [
     dict(type='RandomRotation90'),

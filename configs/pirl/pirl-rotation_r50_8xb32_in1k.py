@@ -1,5 +1,5 @@
-# PIRL with the rotation transform: the transformed view is the image rotated by 0/90/180/270
-# degrees (224 px), projected by a linear g (no patches).
+# PIRL with rotation as the transform: the image rotated by 0/90/180/270 degrees, linear g.
+#   bash tools/dist_train.sh configs/pirl/pirl-rotation_r50_8xb32_in1k.py 8
 _base_ = ['./pirl_r50_8xb32.py']
 model = dict(transform_neck=dict(_delete_=True, type='LinearNeck', in_channels=2048,
                                  out_channels=128, gap_dim=2,

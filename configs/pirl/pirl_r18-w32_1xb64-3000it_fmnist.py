@@ -1,27 +1,10 @@
-# PIRL (jigsaw) on Fashion-MNIST, sized for 2 CPU cores: the README's main job.  ResNet-18 at
-# half width (base and stem channels 32), image view at 32 px, jigsaw view = 63 px crop (scale
-# 0.6-1) -> 3x3 cells of 21 px -> jittered 16 px patches, all 9! permutations, memory bank of
-# 10000 x 128 (mu 0.5), 4096 shared negatives, InfoNCE at T=0.07, lambda 0.5; batch 64, 3000
-# iterations (about 10 min on 2 cores) on a 10k-image subset.
+# PIRL (jigsaw) on Fashion-MNIST, sized for 2 CPU cores: the main job of scripts/main.sh.
+# The ImageNet recipe (pirl_r50_8xb32.py) with half-width ResNet-18, 32 px images, 16 px patches
+# and InfoNCE; why these sizes: configs/pirl/README.md, "Recipe notes".
 #   python tools/train.py configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py
-# How these sizes were chosen (kNN numbers in configs/pirl/README.md):
-# * half width: the full-width ResNet-18 costs 2x per iteration and, at the same iteration,
-#   scored 2 points lower (77.3 vs 79.4 k=20 at 750 iterations);
-# * T=0.07 and lr 0.03: T=0.2 with lr 0.06 scored 77.6 vs 79.4 at 750 iterations;
-# * InfoNCE rather than the binary NCE of the ImageNet config: NCE's normaliser Z is estimated
-#   once, from the first batch, when the bank is still random (similarities ~0); on a small,
-#   homogeneous data set the similarities soon grow far past that estimate and the NCE negatives
-#   term explodes (measured: ~100 per sample after 40 iterations on a 24-image set).  Select it
-#   back with model.loss.type=NCELoss;
-# * BatchNorm running statistics from the image views only (PIRL's default
-#   transformed_bn_stats=False): with VISSL's blend of image and patch statistics the same
-#   recipe scored 77.2 instead of 79.5 at 900 iterations.
-# The ImageNet recipe is pirl_r50_8xb32.py; this file only changes sizes, data and schedule.
 _base_ = ['./pirl_r50_8xb32.py', '../_base_/datasets/fmnist_knn.py']
 
-# The memory bank's positive m_I is only meaningful once image I has been visited: a bank method
-# needs several epochs.  The budget buys ~3 epochs of the 60k images, so PIRL pre-trains on the
-# first 10000 training images (~19 epochs); kNN is still evaluated with all 60k / 10k.
+# a bank's m_I needs several visits per image: pre-train on the first 10k images (~19 epochs)
 num_train_images = 10000
 batch_size = 64
 max_iters = 3000
@@ -31,11 +14,10 @@ model = dict(
     neck=dict(in_channels=256),
     transform_neck=dict(in_channels=256),
     memory_bank=dict(length=num_train_images, num_negatives=4096),
+    # InfoNCE: NCE's normaliser Z, estimated once from a random bank, breaks on small data
     loss=dict(type='InfoNCELoss', temperature=0.07))
 
-# Fashion-MNIST images are gray (three equal channels): saturation, hue and grayscale
-# conversion leave them unchanged, so only brightness and contrast jitter is applied (the same
-# images as the ImageNet recipe's jitter would give, at half the data-loading cost per patch).
+# gray images: saturation, hue and grayscale are no-ops, so only brightness / contrast jitter
 patch_pipeline = [
     dict(type='RandomApply',
          transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4)],

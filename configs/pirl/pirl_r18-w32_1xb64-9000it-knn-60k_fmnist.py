@@ -1,7 +1,5 @@
-# The budget curve of PIRL on Fashion-MNIST (benchmarks/pirl_budget.md): the main-job recipe
-# (pirl_r18-w32_1xb64-3000it_fmnist.py) on all 60000 training images (memory bank 60000 x 128)
-# for 9000 iterations (9.6 epochs, ~35 min on 2 CPU cores), with online kNN every 1500
-# iterations: where PIRL overtakes a random backbone and raw pixels.
+# PIRL's budget curve on Fashion-MNIST (benchmarks/pirl_budget.md): the main-job recipe on all
+# 60k training images for 9000 iterations, with online kNN every 1500 iterations.
 #   python tools/train.py configs/pirl/pirl_r18-w32_1xb64-9000it-knn-60k_fmnist.py
 _base_ = ['./pirl_r18-w32_1xb64-3000it_fmnist.py']
 

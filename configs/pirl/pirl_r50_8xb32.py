@@ -1,8 +1,5 @@
-# PIRL (Misra & van der Maaten, CVPR 2020), jigsaw transform, ResNet-50, ImageNet, 8 GPUs x 32.
-# Paper / VISSL defaults: 128-d embeddings, memory bank (mu 0.5) with 32000 negatives, NCE loss
-# at temperature 0.07, lambda 0.5, 255 px crop (scale 0.6-1) -> 3x3 grid -> 64 px patches,
-# SGD momentum 0.9, wd 1e-4, lr 0.12 for batch 1024 scaled linearly (0.03 at 256), cosine,
-# 200 epochs (the -800e variant inherits this file).
+# PIRL (Misra & van der Maaten, CVPR 2020), jigsaw transform, ResNet-50, ImageNet, 8 GPUs x 32;
+# paper / VISSL defaults (configs/pirl/README.md).
 #   bash tools/dist_train.sh configs/pirl/pirl_r50_8xb32.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 

@@ -1,7 +1,5 @@
-# Fashion-MNIST classification (train split -> train, test split -> val/test) at 32 px, the
-# resolution our Fashion-MNIST pre-training configs use, for linear / fine-tune / semi-supervised
-# benchmarks.  The PNG tree comes from tools/prepare_data.py (run by scripts/setup.sh), which also
-# writes the balanced 1 % / 10 % label subsets meta/train_1pct.txt and meta/train_10pct.txt.
+# Fashion-MNIST classification at 32 px (train -> train, test -> val/test) for the transfer
+# benchmarks; tools/prepare_data.py also writes the 1 % / 10 % label subsets in meta/.
 _base_ = ['./fmnist_png.py']
 
 data_preprocessor = dict(

@@ -1,11 +1,5 @@
-# Weighted-kNN evaluation on Fashion-MNIST (train split = memory, test split = queries), read by
-# tools/knn_eval.py and usable by KNNEvalHook in a config that inherits this file:
-#   custom_hooks = [dict(type='KNNEvalHook', interval=450, by_epoch=False,
-#                        train_dataloader={{_base_.knn_eval.train_dataloader}},
-#                        val_dataloader={{_base_.knn_eval.val_dataloader}})]
-# (configs/pirl/pirl_r18-w32_1xb64-9000it-knn-60k_fmnist.py does exactly this)
-# Protocol: L2-normalised globally pooled last-stage features, weighted voting exp(s/T), T=0.07,
-# k in (20, 200).  Images are resized to 32 px (the resolution our Fashion-MNIST configs train at).
+# Weighted-kNN evaluation on Fashion-MNIST (train split = memory, test split = queries) at 32 px,
+# read by tools/knn_eval.py and by KNNEvalHook (see pirl_r18-w32_1xb64-9000it-knn-60k_fmnist.py).
 _base_ = ['./fmnist_png.py']
 
 knn_pipeline = [

@@ -1,8 +1,6 @@
-# The Fashion-MNIST pre-training backbone of our configs (ResNet-18 at half width: stem and base
-# 32 channels, 256-d last stage) as an mmpretrain ImageClassifier with a linear head.  The backbone
-# starts from a checkpoint of ours, given on the command line:
+# Our half-width ResNet-18 as an ImageClassifier with a linear head, initialised from a checkpoint:
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
-# (a tools/extract_backbone.py file needs model.backbone.init_cfg.prefix=None as well).
+# (a tools/extract_backbone.py file also needs model.backbone.init_cfg.prefix=None).
 model = dict(
     type='ImageClassifier',
     backbone=dict(
