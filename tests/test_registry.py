@@ -48,3 +48,26 @@ def test_config_with_custom_imports_resolves_in_fresh_process(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ['mmssl_ext.engine.hooks.knn_hook', 'KNNEvalHook', '3', 'MoCo',
                                   '18', 'data/fashion_mnist/']
+
+
+def test_moved_modules_keep_their_old_import_paths():
+    """Old import paths of moved classes still work (deprecated aliases for one release), and the
+    registry names did not change."""
+    import warnings
+
+    from mmpretrain.registry import HOOKS, MODELS
+    from mmssl_ext.engine.hooks.odc_hook import ODCHook
+    from mmssl_ext.models import data_preprocessors as new
+    from mmssl_ext.models.algorithms.cmc import CMCDataPreprocessor
+    from mmssl_ext.models.algorithms.colorization import ColorizationDataPreprocessor
+    from mmssl_ext.models.algorithms.deepcluster import SobelDataPreprocessor
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        from mmssl_ext.engine.hooks.deepcluster_hook import ODCHook as OldODCHook
+        from mmssl_ext.models.data_preprocessor import PatchViewDataPreprocessor
+    assert OldODCHook is ODCHook is HOOKS.get('ODCHook')
+    for old in (PatchViewDataPreprocessor, ColorizationDataPreprocessor, CMCDataPreprocessor,
+                SobelDataPreprocessor):
+        assert getattr(new, old.__name__) is old
+        assert MODELS.get(old.__name__) is old
+        assert old.__module__ == 'mmssl_ext.models.data_preprocessors'

@@ -73,7 +73,7 @@ def test_each_branch_alone_reaches_the_backbone(loss_lambda, live, dead):
 
 
 def test_patch_preprocessor_normalises_each_patch():
-    from mmssl_ext.models.data_preprocessor import PatchViewDataPreprocessor
+    from mmssl_ext.models.data_preprocessors import PatchViewDataPreprocessor
     mean, std = [10., 20., 30.], [2., 4., 5.]
     pre = PatchViewDataPreprocessor(mean=mean, std=std, to_rgb=True)
     img = torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8)

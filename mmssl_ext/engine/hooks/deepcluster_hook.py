@@ -148,7 +148,7 @@ class DeepClusterHook(Hook):
             raise TypeError(f'DeepClusterHook needs a DeepCluster model (buffer pseudo_labels), '
                             f'got {type(model).__name__}')
         check_sizes('DeepClusterHook', model.num_samples, 'model.num_samples',
-                     model.num_clusters, 'model.head.num_classes', runner)
+                    model.num_clusters, 'model.head.num_classes', runner)
         if self.uniform_sampling and _train_sampler(runner) is None:
             raise ValueError("DeepClusterHook: uniform_sampling=True needs "
                              "train_dataloader.sampler=dict(type='ClusterUniformSampler') "

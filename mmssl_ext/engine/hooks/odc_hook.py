@@ -115,7 +115,7 @@ class ODCHook(Hook):
     def before_train(self, runner) -> None:
         model, bank = self._model(runner)
         check_sizes('ODCHook', bank.length, 'model.memory_bank.length', bank.num_classes,
-                     'model.memory_bank.num_classes', runner)
+                    'model.memory_bank.num_classes', runner)
         if not bank.initialized:
             self.init_memory(runner)
 

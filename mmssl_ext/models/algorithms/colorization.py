@@ -4,50 +4,10 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
-from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.structures import DataSample
 
+from mmssl_ext.models.data_preprocessors import ColorizationDataPreprocessor  # noqa: F401
 from mmssl_ext.registry import MODELS
-from mmssl_ext.models.utils.lab import packed_images_to_lab
-
-
-@MODELS.register_module()
-class ColorizationDataPreprocessor(SelfSupDataPreprocessor):
-    """Packed uint8 image batch -> normalised lightness ``L`` (and the ab target in training).
-
-    ``B x 3 x H x W`` images in ``[0, 255]`` (BGR from ``LoadImageFromFile``: ``to_rgb=True``
-    swaps them to RGB first, as mmpretrain's ``SelfSupDataPreprocessor`` does; set
-    ``to_rgb=False`` for RGB input; ``B x 1 x H x W`` gray images are taken as R = G = B) ->
-    sRGB in ``[0, 1]`` -> CIE Lab (``rgb_to_lab``) -> returns
-
-    * test mode (``training=False``): ``inputs = (L - l_mean) / l_std``, a plain
-      ``B x 1 x H x W`` tensor: what the backbone sees, so kNN / probes / ``extract_features``
-      work with a Colorization config unchanged;
-    * training mode: ``inputs = [(L - l_mean) / l_std, ab]`` with the raw ``B x 2 x H x W`` ab
-      target (``a``, ``b`` in Lab units) for :class:`Colorization`.
-
-    The defaults ``l_mean = l_std = 50`` map ``L`` in ``[0, 100]`` to ``[-1, 1]``.
-    """
-
-    def __init__(self, l_mean: float = 50.0, l_std: float = 50.0, to_rgb: bool = True,
-                 non_blocking: Optional[bool] = False):
-        super().__init__(to_rgb=to_rgb, non_blocking=non_blocking)
-        if not l_std > 0:
-            raise ValueError(f'ColorizationDataPreprocessor: l_std must be > 0, got {l_std}')
-        self.l_mean = float(l_mean)
-        self.l_std = float(l_std)
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        if not isinstance(data, dict):
-            raise TypeError('use default_collate in the dataloader (got '
-                            f'{type(data).__name__}, expected a dict)')
-        inputs, data_samples = self.cast_data([data['inputs'], data.get('data_samples')])
-        lab = packed_images_to_lab(inputs, self._channel_conversion,
-                                   'ColorizationDataPreprocessor')
-        lightness = (lab[:, :1] - self.l_mean) / self.l_std
-        if training:
-            return dict(inputs=[lightness, lab[:, 1:]], data_samples=data_samples)
-        return dict(inputs=lightness, data_samples=data_samples)
 
 
 @MODELS.register_module()

@@ -3,11 +3,10 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
-from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.structures import DataSample
 
+from mmssl_ext.models.data_preprocessors import SobelDataPreprocessor  # noqa: F401 (old path)
 from mmssl_ext.registry import MODELS
 
 
@@ -25,38 +24,6 @@ def sample_indices(data_samples: List[DataSample], num_samples: int, device,
         raise IndexError(f'{owner}: dataset index {bad} outside the {num_samples} pseudo labels '
                          f'(set model.num_samples / the memory length to the training set size)')
     return idx
-
-
-@MODELS.register_module()
-class SobelDataPreprocessor(SelfSupDataPreprocessor):
-    """``SelfSupDataPreprocessor`` followed by DeepCluster's fixed Sobel filtering.
-
-    DeepCluster feeds its convnet the gradients of the grey image instead of the colour image
-    (colour is a shortcut for k-means): after normalisation, ``gray = mean over RGB`` (the
-    original 1x1 conv with weights 1/3), then the horizontal and vertical Sobel filters give
-    2 channels (backbone ``in_channels=2``).  Applied in training AND test mode, so feature
-    extraction, ``tools/knn_eval.py`` and transfer see the same input as training.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        sobel = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
-        self.register_buffer('sobel_kernel', torch.stack([sobel, sobel.t()]).unsqueeze(1),
-                             persistent=False)
-
-    def sobel(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f'SobelDataPreprocessor expects B x 3 x H x W (or 1-channel) images, '
-                             f'got shape {tuple(x.shape)}')
-        gray = x.mean(dim=1, keepdim=True)
-        return F.conv2d(gray, self.sobel_kernel.to(x.dtype), padding=1)
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        out = super().forward(data, training)
-        inputs = out['inputs']
-        out['inputs'] = ([self.sobel(v) for v in inputs] if isinstance(inputs, list)
-                         else self.sobel(inputs))
-        return out
 
 
 @MODELS.register_module()
