@@ -1,16 +1,6 @@
-# Colorization on Fashion-MNIST, sized like the other Fashion-MNIST configs (ResNet-18 at half
-# width, 32 px, 10000 training images, batch 64, 3000 iterations on 2 CPU cores).
+# Colorization on Fashion-MNIST with the shared pretext budget.  Gray images make the task
+# trivial: a "learns nothing useful" control, not a result (configs/colorization/README.md).
 #   python tools/train.py configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py
-# CAVEAT: Fashion-MNIST is grayscale.  Every pixel has a = b = 0, so every target is the
-# neutral bin and the pretext task is trivial: the head reaches the minimum loss (the entropy
-# of the fixed soft target) from its bias alone, and the backbone gets almost no learning
-# signal.  This config exists so that the method
-# builds, trains and is evaluated by the same tools as the others (its kNN accuracy is a
-# "learns nothing useful" control, to be compared with a random backbone); it says nothing
-# about Colorization on colour images.  See configs/colorization/README.md.
-# The ImageNet recipe is colorization_r50_8xb32-coslr-200e_in1k.py; this file only changes
-# sizes, data and schedule.  kNN: tools/knn_eval.py CONFIG CKPT (the data preprocessor turns
-# the kNN images into the normalised L channel the backbone was trained on).
 _base_ = ['./colorization_r50_8xb32-coslr-200e_in1k.py', '../_base_/pretext_fmnist.py']
 
 model = dict(

@@ -1,22 +1,11 @@
-# Context Encoder (Pathak, Kraehenbuehl, Donahue, Darrell & Efros, CVPR 2016): drop the central
-# region of the image, fill it with the mean, and reconstruct it; L2 loss on the dropped pixels
-# only (no adversarial term).  The encoder is a ResNet-50 (the transferable backbone), the
-# decoder the ContextEncoderHead: channel-wise fully connected bottleneck on the 4 x 4 feature
-# map, five 2x transposed-conv stages (512-256-128-64-64) back to 128 px.
-# Input: the paper's 128 x 128 crops with a central 64 x 64 hole (InpaintingMask ratio 0.5):
-# images resized to a short side of 350, random 128 px crop, flip (the paper's data loader).
-# 128 px rather than 224 px because it is the paper's input, it keeps the paper's 4 x 4
-# bottleneck at ResNet-50's stride 32, and it costs a third of the compute; the ResNet is fully
-# convolutional, so the backbone transfers to 224 px benchmarks unchanged.  For the paper's
-# random-block masks use dict(type='InpaintingMask', mode='random_blocks').
-# Optimiser: the paper's Adam (lr 2e-4, beta1 0.5), kept at batch 256 (paper: 64); cosine decay
-# over 200 epochs.
+# Context Encoder (Pathak et al., CVPR 2016), ResNet-50 encoder, ImageNet, 8 GPUs x 32: the
+# paper's 128 px crops with a central 64 x 64 hole, L2 loss on the hole only, Adam.
 #   bash tools/dist_train.sh configs/inpainting/inpainting_r50_8xb32-coslr-200e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 200
 batch_size = 32  # per GPU
-crop_size = 128
+crop_size = 128  # the paper's input; 4 x 4 bottleneck at stride 32
 output_stride = 32  # ResNet-50: 128 px -> 4 x 4 feature map
 
 model = dict(
