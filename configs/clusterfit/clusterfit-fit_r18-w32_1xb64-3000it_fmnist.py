@@ -1,16 +1,9 @@
-# ClusterFit fit step on Fashion-MNIST: an ordinary mmpretrain ImageClassifier (ResNet-18 at half
-# width, as the PIRL main job's backbone, standard stem, 32 px) trained FROM SCRATCH on the K=100
-# cluster ids that the cluster step wrote, then transferred like any other backbone.  Sized for 2
-# CPU cores (3000 iterations x 64, 3.2 epochs, ~4 min).  With the main job's PIRL as N_pre:
-#   python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \
+# ClusterFit fit step on Fashion-MNIST: a half-width ResNet-18 ImageClassifier trained from
+# scratch on the K=100 cluster ids of N_pre's features, sized for 2 CPU cores; with PIRL as N_pre:
+#   python tools/clusterfit.py run \
+#       configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \
 #       --pretrained-config configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py \
 #       --checkpoint work_dirs/pirl_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --k 100
-# or step by step: `tools/clusterfit.py cluster ... --out-dir work_dirs/<this config's name>`, then
-# `tools/train.py` on this config (the default ann_file below is that folder), or
-# `tools/clusterfit.py fit CONFIG --clusters DIR` (sets ann_file, image folder and K from DIR).
-# The images are the Fashion-MNIST train split (data/fashion_mnist/train/<class>/<i>.png), the same
-# list knn_eval.train_dataloader (inherited below) gives the cluster step.  kNN of the result:
-#   python tools/knn_eval.py THIS_CONFIG work_dirs/<name>/backbone.pth --baseline
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',

@@ -1,13 +1,6 @@
-# ClusterFit fit step on ImageNet-1k, as the paper (Yan et al. CVPR 2020) and VISSL's
-# clusterfit_resnet_8gpu_imagenet.yaml: ResNet-50 trained from scratch on K=16000 cluster ids of
-# N_pre's res5 (last stage, average-pooled) features, 105 epochs, SGD momentum 0.9, weight decay
-# 1e-4 (none on BN), lr 0.1 per 256 images (8 GPUs x 32), 5 warm-up epochs, steps at 30/60/90/100.
-# Cluster step first (README "ClusterFit"), e.g. on 8 GPUs' worth of images on one machine:
-#   python tools/clusterfit.py cluster --config N_PRE_CONFIG --checkpoint N_PRE.pth --k 16000 \
-#       --niter 50 --data-root data/imagenet --ann-file meta/train.txt --data-prefix train \
-#       --img-size 224 --crop-ratio 0.875 --out-dir work_dirs/clusterfit-fit_r50_8xb32-105e_in1k
+# ClusterFit fit step on ImageNet-1k as the paper (Yan et al. CVPR 2020) and VISSL: ResNet-50 from
+# scratch on K=16000 cluster ids, 105 epochs; the cluster step first (configs/clusterfit/README.md).
 #   bash tools/dist_train.sh configs/clusterfit/clusterfit-fit_r50_8xb32-105e_in1k.py 8
-# (or `tools/clusterfit.py fit THIS_CONFIG --clusters DIR`, which also sets K and the image folder)
 _base_ = [
     'mmpretrain::_base_/models/resnet50.py',
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
@@ -56,8 +49,7 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.25, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),
-    # mmengine chains schedulers: the warm-up factor multiplies this one's value; milestones are
-    # counted from `begin` (0 here), i.e. absolute epochs
+    # chained after the warm-up; milestones count from begin=0, i.e. absolute epochs
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
          milestones=[30, 60, 90, 100], gamma=0.1),
 ]

@@ -1,12 +1,6 @@
-# The label-noise control experiment of ClusterFit (Yan et al. 2020, Fig. 6) in miniature on
-# Fashion-MNIST: the ONE network recipe behind its three models, an mmpretrain ImageClassifier
-# trained from scratch -- N_pre on (noisy) labels of the classes A, N_cf on k-means cluster ids of
-# N_pre's features, N_distill on N_pre's soft predictions.  ResNet-18 at half width (32 base
-# channels) at 32 px, batch 64, 600 iterations, sized for 2 CPU cores.  Run by
+# The one network recipe of ClusterFit's label-noise control experiment (Yan et al. 2020, Fig. 6)
+# in miniature: N_pre, N_cf and N_distill; the tool sets labels, classes, loss and schedule.
 #   python tools/clusterfit.py noise-control --work-dir work_dirs/clusterfit-noise-control
-# which writes the label files and sets per model: annotation file, number of classes, dataset
-# type + loss (distillation), width and schedule (--width, --iters).  `tools/train.py` on this file
-# alone trains N_pre on the clean labels of A (the file the tool writes into data/).
 _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     'mmpretrain::_base_/default_runtime.py',

@@ -1,13 +1,6 @@
-# A rotation-prediction N_pre for ClusterFit on Fashion-MNIST: the fit recipe (ResNet-18 at half
-# width, 32 px, 3000 iterations x 64, from scratch) as a 4-way classifier of the rotation
-# (0/90/180/270 degrees, our RandomRotation90 transform) applied to each image; the data set's own
-# labels are replaced by the rotation label.  One random rotation per image; the full RotNet
-# recipe (all four rotations of each image in one batch) is the rotation pretext method's.
+# A rotation-prediction N_pre for ClusterFit: the fit recipe as a 4-way classifier of one random
+# 0/90/180/270 rotation per image (configs/clusterfit/README.md).
 #   python tools/train.py configs/clusterfit/rotation_r18-w32_1xb64-3000it_fmnist.py
-#   python tools/clusterfit.py run configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py \
-#       --pretrained-config configs/clusterfit/rotation_r18-w32_1xb64-3000it_fmnist.py \
-#       --checkpoint work_dirs/rotation_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --k 100 \
-#       --work-dir work_dirs/clusterfit-fit_r18-w32_1xb64-3000it_fmnist-rotation-npre
 _base_ = ['./clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py']
 
 num_classes = 4
