@@ -1,16 +1,5 @@
-# DINO (Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021)
-# with a ResNet-50 on ImageNet, 8 GPUs x 64 images, 100 epochs: the official ResNet-50 run's
-# arguments (facebookresearch/dino, args of the released dino_resnet50 checkpoint), where they
-# differ from the ViT recipe (dino_vit-small-p16_8xb64-100e_in1k.py):
-#   SGD lr 0.03 x (batch / 256) with momentum 0.9, weight decay 1e-4 constant, 10 warm-up epochs
-#   then cosine to 1e-6, gradient clipping 3.0, global crops scale (0.14, 1), 8 local crops of
-#   96 px, scale (0.05, 0.14), teacher temperature 0.04 (no warm-up), no BatchNorm in the head.
-# Shared with the ViT: head 2048 -> 2048 -> 256 -> 65536 (weight-normalised, last layer frozen
-# for the first epoch), teacher momentum 0.996 -> 1 (cosine), student temperature 0.1, centre
-# momentum 0.9, 2 global crops of 224 px (blur p=1 / p=0.1 + solarize p=0.2), local crops with
-# blur p=0.5, no weight decay on biases and 1-D parameters.
-# mmengine's clip_grad clips the global gradient norm; the official code clips each parameter's
-# gradient norm to 3.0 separately.
+# DINO (Caron et al., ICCV 2021) with a ResNet-50 on ImageNet, 8 GPUs x 64, 100 epochs: the
+# official ResNet-50 run's arguments (facebookresearch/dino, the released dino_resnet50's args).
 #   bash tools/dist_train.sh configs/dino/dino_r50_8xb64-100e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
@@ -82,7 +71,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.03 * batch_size * num_gpus / 256, momentum=0.9,
                    weight_decay=1e-4),
-    clip_grad=dict(max_norm=3.0),
+    clip_grad=dict(max_norm=3.0),  # global norm; the official code clips per parameter
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,

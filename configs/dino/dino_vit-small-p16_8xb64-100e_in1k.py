@@ -1,15 +1,5 @@
-# DINO (Caron et al., ICCV 2021) with mmpretrain's VisionTransformer, ViT-S/16 (DeiT-small:
-# 384 dims, 12 layers, 6 heads; mmpretrain's arch 'small' is a different, 768-dim model), on
-# ImageNet, 8 GPUs x 64 images, 100 epochs: the paper's / official ViT recipe.
-#   AdamW, lr 5e-4 x (batch / 256) after 10 linear warm-up epochs, cosine to 1e-6; weight decay
-#   cosine from 0.04 to 0.4 (a CosineAnnealingParamScheduler on 'weight_decay'; eta_min_ratio
-#   keeps the no-decay groups at 0); gradient clipping 3.0; stochastic depth 0.1 (student only);
-#   head 384 -> 2048 -> 2048 -> 256 -> 65536 (weight-normalised, last layer frozen for the first
-#   epoch); teacher momentum 0.996 -> 1 (cosine); student temperature 0.1; teacher temperature
-#   0.04 -> 0.07 over the first 30 epochs; centre momentum 0.9; 2 global crops of 224 px, scale
-#   (0.4, 1), and 8 local crops of 96 px, scale (0.05, 0.4) (the 96 px crops give 6x6 patches:
-#   the ViT resizes its position embedding to every input size).
-# Everything not stated here (data, colour augmentation, data preprocessor) as the ResNet-50 recipe.
+# DINO (Caron et al., ICCV 2021) with mmpretrain's VisionTransformer ViT-S/16 on ImageNet,
+# 8 GPUs x 64, 100 epochs: the paper's / official ViT recipe; the rest as the ResNet-50 file.
 #   bash tools/dist_train.sh configs/dino/dino_vit-small-p16_8xb64-100e_in1k.py 8
 _base_ = ['./dino_r50_8xb64-100e_in1k.py']
 
@@ -18,6 +8,7 @@ teacher_temp_warmup_epochs = 30
 num_local_crops = 8
 
 model = dict(
+    # DeiT-small (384 dims; mmpretrain's 'small' is a 768-dim model); drop path on the student
     backbone=dict(_delete_=True, type='VisionTransformer', arch='deit-small', img_size=224,
                   patch_size=16, drop_path_rate=0.1, out_type='cls_token', final_norm=True,
                   interpolate_mode='bicubic'),
@@ -48,6 +39,7 @@ param_scheduler = [
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', T_max=90, eta_min=1e-6, by_epoch=True, begin=10, end=100,
          convert_to_iter_based=True),
+    # weight decay 0.04 -> 0.4 (eta_min_ratio keeps the no-decay groups at 0)
     dict(type='CosineAnnealingParamScheduler', param_name='weight_decay', eta_min_ratio=10.0,
          T_max=100, by_epoch=True, begin=0, end=100, convert_to_iter_based=True),
 ]

@@ -1,16 +1,5 @@
-# mmpretrain's own SwAV (reused, not rewritten) on Fashion-MNIST with the budget every method
-# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
-# the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear warm-up then
-# cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's ImageNet recipe:
-# multi-crop 2 x 224 px + 6 x 96 px scaled to 2 x 32 px + 6 x 16 px (same crop scales; the
-# Gaussian blur removed: it erases a 32 px image), 3000 prototypes, Sinkhorn eps 0.05, T=0.1,
-# queue of 3840 features and LARS with the recipe's lr 0.6 at batch 256 scaled linearly to 64.
-# Schedule details in iterations: the prototypes stay frozen for the first epoch (5005 ImageNet
-# iterations there, 156 = 10000 // 64 here); the queue is created at the start of the run
-# (epoch_queue_starts=0: an IterBasedTrainLoop is one "epoch" to SwAVHook, so the recipe's
-# epoch 15 would never come) and is used once full, i.e. from iteration 60 (3840 / 64).
-# The hook is mmpretrain's SwAVHook as ResumableSwAVHook (mmssl_ext; same arguments), which also
-# saves the queue in every checkpoint: a resumed run continues with the queue it stopped with.
+# mmpretrain's own SwAV recipe on Fashion-MNIST with the shared pretext budget: half-width
+# ResNet-18, multi-crop 2 x 32 + 6 x 16 px; what changed and why: configs/swav/README.md.
 #   python tools/train.py configs/swav/swav_r18-w32_1xb64-mcrop-3000it_fmnist.py
 _base_ = [
     'mmpretrain::swav/swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px.py',
@@ -38,6 +27,7 @@ train_pipeline = [
 train_dataloader = dict(_base_.fmnist_train_dataloader,
                         dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
 
+# the recipe's LARS lr 0.6 at batch 256, scaled linearly
 optim_wrapper = dict(optimizer=dict(lr=0.6 * _base_.fmnist_batch_size / 256))
 param_scheduler = _base_.fmnist_param_scheduler
 train_cfg = _base_.fmnist_train_cfg
@@ -46,6 +36,7 @@ log_processor = _base_.fmnist_log_processor
 randomness = _base_.fmnist_randomness
 auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)
 custom_hooks = [
+    # SwAVHook that checkpoints its queue; queue from the start, prototypes frozen for one epoch
     dict(_base_.custom_hooks[0],
          type='ResumableSwAVHook',
          batch_size=_base_.fmnist_batch_size,
