@@ -193,9 +193,9 @@ def apply_variant(cfg, method: str, variant: str) -> str:
         pipe[i] = dict(type='LightlyViews')
         return f'MultiView -> {type(views).__name__} (lightly)'
     if variant == 'head-per-size':
-        if cfg.model.get('type') != 'DINO':
+        if cfg.model.get('type') != 'MMSSLDINO':
             raise ValueError(f'{cfg.filename}: head-per-size: model.type is '
-                             f"{cfg.model.get('type')}, not DINO")
+                             f"{cfg.model.get('type')}, not MMSSLDINO")
         cfg.model.head_per_crop_size = True
         return "model.head_per_crop_size=True: the head runs once per crop size (lightly's)"
     if variant == 'lightly-loop':

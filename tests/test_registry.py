@@ -1,7 +1,10 @@
 """`import mmssl_ext` / custom_imports registers into mmpretrain's registries."""
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -71,3 +74,115 @@ def test_moved_modules_keep_their_old_import_paths():
         assert getattr(new, old.__name__) is old
         assert MODELS.get(old.__name__) is old
         assert old.__module__ == 'mmssl_ext.models.data_preprocessors'
+
+
+# What mmpretrain 1.2.0's projects/dino registers, file by file, with the same registration calls
+# (registry, decorator, class name, base class); bodies left out.  Its tools/train.py runs from
+# projects/dino and imports these packages with `from models.algorithm import *` etc.
+_PROJECTS_DINO = {
+    'dataset/__init__.py': 'from .transform import *  # noqa: F401,F403\n',
+    'dataset/transform/__init__.py': 'from .processing import DINOMultiCrop\n',
+    'dataset/transform/processing.py': """
+        from mmcv.transforms import BaseTransform
+        from mmpretrain.registry import TRANSFORMS
+
+        @TRANSFORMS.register_module()
+        class DINOMultiCrop(BaseTransform):
+            pass
+    """,
+    'engine/__init__.py': 'from .hooks import *  # noqa\n',
+    'engine/hooks/__init__.py':
+        'from .dino_teacher_temp_warmup_hook import DINOTeacherTempWarmupHook\n',
+    'engine/hooks/dino_teacher_temp_warmup_hook.py': """
+        from mmengine.hooks import Hook
+        from mmpretrain.registry import HOOKS
+
+        @HOOKS.register_module()
+        class DINOTeacherTempWarmupHook(Hook):
+            pass
+    """,
+    'models/__init__.py': 'from .algorithm import *  # noqa\nfrom .head import *  # noqa\n'
+                          'from .neck import *  # noqa\n',
+    'models/algorithm/__init__.py': 'from .dino import DINO\n',
+    'models/algorithm/dino.py': """
+        from mmpretrain.models import BaseSelfSupervisor
+        from mmpretrain.registry import MODELS
+
+        @MODELS.register_module()
+        class DINO(BaseSelfSupervisor):
+            pass
+    """,
+    'models/head/__init__.py': 'from .dino_head import DINOHead\n',
+    'models/head/dino_head.py': """
+        from mmengine.model import BaseModule
+        from mmpretrain.registry import MODELS
+
+        @MODELS.register_module()
+        class DINOHead(BaseModule):
+            pass
+    """,
+    'models/neck/__init__.py': 'from .dino_neck import DINONeck\n',
+    'models/neck/dino_neck.py': """
+        from mmengine.model import BaseModule
+        from mmpretrain.registry import MODELS
+
+        @MODELS.register_module()
+        class DINONeck(BaseModule):
+            pass
+    """,
+}
+
+
+@pytest.mark.parametrize('mmssl_first', [True, False])
+def test_mmpretrain_projects_dino_and_mmssl_ext_register_in_one_process(tmp_path, mmssl_first):
+    """mmpretrain's projects/dino (imported as its tools/train.py does) and mmssl_ext register
+    into the same registries in one process, in either order, without a KeyError; each name
+    resolves to its own package's class."""
+    project = tmp_path / 'projects' / 'dino'
+    for rel, text in _PROJECTS_DINO.items():
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    project_imports = textwrap.dedent("""
+        from dataset import *  # noqa: F401,F403
+        from engine import *  # noqa: F401,F403
+        from models.algorithm import *  # noqa: F401,F403
+        from models.head import *  # noqa: F401,F403
+        from models.neck import *  # noqa: F401,F403
+    """)
+    ours = 'import mmssl_ext\n'
+    first, second = (ours, project_imports) if mmssl_first else (project_imports, ours)
+    script = first + second + textwrap.dedent("""
+        import models.algorithm.dino, models.head.dino_head, models.neck.dino_neck
+        from mmengine.registry import DefaultScope
+        from mmpretrain.registry import HOOKS, MODELS, TRANSFORMS
+        from mmssl_ext.models.algorithms.dino import MMSSLDINO
+        from mmssl_ext.models.heads.dino_head import MMSSLDINOHead
+        from mmssl_ext.models.losses.dino_loss import MMSSLDINOLoss
+        assert MODELS.get('DINO') is models.algorithm.dino.DINO
+        assert MODELS.get('DINOHead') is models.head.dino_head.DINOHead
+        assert MODELS.get('DINONeck') is models.neck.dino_neck.DINONeck
+        assert TRANSFORMS.get('DINOMultiCrop').__module__ == 'dataset.transform.processing'
+        assert HOOKS.get('DINOTeacherTempWarmupHook').__module__.startswith('engine.hooks')
+        assert MODELS.get('MMSSLDINO') is MMSSLDINO
+        assert MODELS.get('MMSSLDINOHead') is MMSSLDINOHead
+        assert MODELS.get('MMSSLDINOLoss') is MMSSLDINOLoss
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            head = MODELS.build(dict(type='MMSSLDINOHead', in_channels=8, out_channels=16,
+                                     hidden_channels=8, bottleneck_channels=4))
+        assert type(head) is MMSSLDINOHead
+        print('ok')
+    """)
+    out = subprocess.run([sys.executable, '-c', script], cwd=str(project),
+                         env={**os.environ, 'PYTHONPATH': os.pathsep.join(
+                             [str(project), str(REPO), os.environ.get('PYTHONPATH', '')])},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == 'ok'
+
+
+def test_old_dino_class_names_are_aliases():
+    from mmssl_ext.models.algorithms import DINO, MMSSLDINO
+    from mmssl_ext.models.heads import DINOHead, MMSSLDINOHead
+    from mmssl_ext.models.losses import DINOLoss, MMSSLDINOLoss
+    assert DINO is MMSSLDINO and DINOHead is MMSSLDINOHead and DINOLoss is MMSSLDINOLoss

@@ -12,7 +12,7 @@ num_local_crops = 8
 out_channels = 65536
 
 model = dict(
-    type='DINO',
+    type='MMSSLDINO',
     data_preprocessor=dict(
         type='SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
@@ -21,10 +21,10 @@ model = dict(
     backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='SyncBN'),
                   zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='DINOHead', in_channels=2048, out_channels=out_channels,
+    head=dict(type='MMSSLDINOHead', in_channels=2048, out_channels=out_channels,
               hidden_channels=2048, bottleneck_channels=256, num_layers=3, use_bn=False,
               norm_last_layer=True),
-    loss=dict(type='DINOLoss', out_channels=out_channels, num_global_crops=2,
+    loss=dict(type='MMSSLDINOLoss', out_channels=out_channels, num_global_crops=2,
               student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04, warmup_iters=0,
               center_momentum=0.9),
     base_momentum=0.996,

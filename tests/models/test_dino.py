@@ -76,10 +76,10 @@ def _tiny_cfg(backbone='vit', **kwargs):
         bb = dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
                   norm_cfg=dict(type='BN'))
         neck, in_ch = dict(type='GlobalAveragePooling'), 64
-    cfg = dict(type='DINO', backbone=bb, neck=neck,
-               head=dict(type='DINOHead', in_channels=in_ch, out_channels=K,
+    cfg = dict(type='MMSSLDINO', backbone=bb, neck=neck,
+               head=dict(type='MMSSLDINOHead', in_channels=in_ch, out_channels=K,
                          hidden_channels=16, bottleneck_channels=8),
-               loss=dict(type='DINOLoss', out_channels=K, warmup_iters=3),
+               loss=dict(type='MMSSLDINOLoss', out_channels=K, warmup_iters=3),
                data_preprocessor=dict(type='SelfSupDataPreprocessor',
                                       mean=[123.675, 116.28, 103.53],
                                       std=[58.395, 57.12, 57.375], to_rgb=True))
@@ -273,7 +273,7 @@ def test_head_per_crop_size_gives_each_size_its_own_batchnorm_statistics():
     so its BatchNorm normalises each size with its own statistics; by default it is called once
     on all features, and with a BatchNorm head the two differ."""
     torch.manual_seed(0)
-    head = dict(type='DINOHead', in_channels=64, out_channels=K, hidden_channels=16,
+    head = dict(type='MMSSLDINOHead', in_channels=64, out_channels=K, hidden_channels=16,
                 bottleneck_channels=8, use_bn=True)
     ours = _build('resnet', head=head)
     per_size = _build('resnet', head=head, head_per_crop_size=True)

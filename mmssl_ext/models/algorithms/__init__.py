@@ -2,7 +2,7 @@ from .cmc import CMC, CMCDataPreprocessor
 from .colorization import Colorization, ColorizationDataPreprocessor
 from .cpc import CPCv2
 from .deepcluster import DeepCluster, SobelDataPreprocessor
-from .dino import DINO
+from .dino import DINO, MMSSLDINO
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
 from .npid import NPID
@@ -13,6 +13,6 @@ from .rotation import RotationPrediction
 
 __all__ = [
     'CMC', 'CMCDataPreprocessor', 'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
-    'CPCv2', 'DeepCluster', 'DINO', 'JigsawPuzzle', 'NPID', 'ODC', 'PIRL', 'RelativeLocation',
-    'RotationPrediction', 'SobelDataPreprocessor'
+    'CPCv2', 'DeepCluster', 'DINO', 'JigsawPuzzle', 'MMSSLDINO', 'NPID', 'ODC', 'PIRL',
+    'RelativeLocation', 'RotationPrediction', 'SobelDataPreprocessor'
 ]

@@ -21,10 +21,10 @@ def _remove_hooks(handles) -> None:
 
 
 @MODELS.register_module()
-class DINO(BaseSelfSupervisor):
+class MMSSLDINO(BaseSelfSupervisor):
     r"""DINO with a student, an EMA teacher, multi-crop, centring and sharpening.
 
-    Student = backbone (+ neck) + :class:`~mmssl_ext.models.heads.DINOHead`; teacher = the same
+    Student = backbone (+ neck) + :class:`~mmssl_ext.models.heads.MMSSLDINOHead`; teacher = the same
     network, a :class:`mmpretrain.models.utils.CosineEMA` copy of the student (parameters with
     ``requires_grad=False``, run under ``torch.no_grad``).  Per step, with crops
     ``x_1..x_V`` of every image (``x_1, x_2`` the global crops, then the local ones)::
@@ -67,8 +67,8 @@ class DINO(BaseSelfSupervisor):
     Args:
         backbone: backbone config (mmpretrain ``ResNet`` or ``VisionTransformer`` with
             ``out_type='cls_token'``; anything returning (a tuple of) features).
-        head: :class:`DINOHead` config.
-        loss: :class:`DINOLoss` config (temperatures, warm-up, centre momentum).
+        head: :class:`MMSSLDINOHead` config.
+        loss: :class:`MMSSLDINOLoss` config (temperatures, warm-up, centre momentum).
         neck: optional neck between backbone and head, e.g. ``dict(type='GlobalAveragePooling')``
             for a ResNet (its feature maps must be pooled); ``None`` for a ViT's class token.
         base_momentum: teacher momentum at the start (0.996); cosine-annealed to 1.
@@ -96,7 +96,7 @@ class DINO(BaseSelfSupervisor):
         super().__init__(backbone=backbone, neck=neck, head=head, pretrained=pretrained,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if head is None or not hasattr(self.head, 'last_layer'):
-            raise ValueError('DINO: head must be a DINOHead (with a last_layer), '
+            raise ValueError('DINO: head must be an MMSSLDINOHead (with a last_layer), '
                              f'got {head!r}')
         if not 0.0 < base_momentum < 1.0:
             raise ValueError(f'DINO: base_momentum must be in (0, 1), got {base_momentum}')
@@ -242,3 +242,8 @@ class DINO(BaseSelfSupervisor):
         temp = self.dino_loss.teacher_temperature(step)
         # only 'loss' is optimised; logged scalars must not contain 'loss' (mmengine sums those)
         return dict(loss=loss, teacher_temp=torch.tensor(temp, device=loss.device))
+
+
+# deprecated alias of the old class name, for one release (mmpretrain's projects/dino registers
+# its own DINO into the same registry, so ours is registered as MMSSLDINO)
+DINO = MMSSLDINO

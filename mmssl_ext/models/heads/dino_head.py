@@ -10,7 +10,7 @@ from mmssl_ext.registry import MODELS
 
 
 @MODELS.register_module()
-class DINOHead(BaseModule):
+class MMSSLDINOHead(BaseModule):
     """The DINO head (Caron et al., ICCV 2021), shared by student and teacher::
 
         z = MLP(x)                 num_layers linear layers, GELU between (BN optional), the last
@@ -21,7 +21,7 @@ class DINOHead(BaseModule):
                                    ``norm_last_layer`` the gains g are fixed to 1
 
     The last layer is ``torch.nn.utils.parametrizations.weight_norm(nn.Linear(...))``, exposed as
-    :attr:`last_layer` so that :class:`~mmssl_ext.models.algorithms.DINO` can freeze it for the
+    :attr:`last_layer` so that :class:`~mmssl_ext.models.algorithms.MMSSLDINO` can freeze it for the
     first iterations.  The MLP's linear layers are initialised with a truncated normal (std 0.02)
     and zero biases, as in the official code.
 
@@ -95,3 +95,8 @@ class DINOHead(BaseModule):
                 f'"GlobalAveragePooling")) or use a ViT with out_type="cls_token"')
         x = F.normalize(self.mlp(x), dim=-1, p=2)
         return self.last_layer(x)
+
+
+# deprecated alias of the old class name, for one release (mmpretrain's projects/dino registers
+# its own DINOHead into the same registry)
+DINOHead = MMSSLDINOHead

@@ -1,7 +1,7 @@
 """Losses of the self-supervised methods (plain nn.Modules registered in MODELS)."""
 from .distillation import DistillationKLLoss
 from .nce import InfoNCELoss, NCELoss
-from .dino_loss import DINOLoss  # noqa: F401
+from .dino_loss import DINOLoss, MMSSLDINOLoss  # noqa: F401
 from .cpc_infonce import CPCInfoNCELoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']

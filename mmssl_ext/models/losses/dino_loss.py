@@ -8,7 +8,7 @@ from mmssl_ext.registry import MODELS
 
 
 @MODELS.register_module()
-class DINOLoss(nn.Module):
+class MMSSLDINOLoss(nn.Module):
     r"""Cross-entropy between the teacher's centred, sharpened softmax and the student's softmax.
 
     The teacher sees the ``G`` global crops (``G = 2``), the student all ``V`` crops (global and
@@ -47,7 +47,7 @@ class DINOLoss(nn.Module):
         output: scalar.
 
     Example:
-        >>> loss_fn = DINOLoss(out_channels=65536, warmup_iters=1000)
+        >>> loss_fn = MMSSLDINOLoss(out_channels=65536, warmup_iters=1000)
         >>> loss = loss_fn(student(torch.cat(crops)), teacher(torch.cat(crops[:2])), step=it)
     """
 
@@ -143,3 +143,8 @@ class DINOLoss(nn.Module):
                 f'student_temp={self.student_temp}, teacher_temp={self.teacher_temp}, '
                 f'warmup_teacher_temp={self.warmup_teacher_temp}, '
                 f'warmup_iters={self.warmup_iters}, center_momentum={self.center_momentum}')
+
+
+# deprecated alias of the old class name, for one release (renamed with MMSSLDINO and
+# MMSSLDINOHead, whose old names collide with mmpretrain's projects/dino)
+DINOLoss = MMSSLDINOLoss
