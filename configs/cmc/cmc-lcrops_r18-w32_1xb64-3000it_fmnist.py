@@ -1,9 +1,5 @@
-# CMC with a split that works on gray images: view 0 = the L channel of one random crop, view
-# 1 = the L channel of a second, independently augmented crop of the same image (crop scale
-# 0.2-1, brightness / contrast jitter, flip), each with its own ResNet-18 (half width, 1 input
-# channel) and memory bank.  Everything else as cmc_r18-w32_1xb64-3000it_fmnist.py (whose L / ab
-# views are degenerate on Fashion-MNIST: ab = 0).  This is no longer the paper's Lab split: the
-# two views differ by augmentation only, as in instance discrimination with two encoders.
+# CMC with a split that learns on gray images: the L channel of two independently augmented
+# crops, one encoder and bank each (configs/cmc/README.md); the rest as cmc_r18-w32_....
 #   python tools/train.py configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./cmc_r18-w32_1xb64-3000it_fmnist.py']
 

@@ -1,16 +1,5 @@
-# CMC (Tian, Krishnan & Isola, "Contrastive Multiview Coding", 2019), Lab views, ImageNet,
-# 8 GPUs x 32.  Two views of each 224 px crop: the lightness L (1 channel) and the colour ab
-# (2 channels), CIE Lab normalised as CMC's code does (CMCDataPreprocessor).  One encoder per
-# view, each a ResNet-50 at half width (stem and base channels 32: 1024-d output; the paper's
-# "two halves" whose concatenation has ResNet-50's 2048 channels), a linear projection to 128,
-# L2-normalised; one memory bank per view (1.28M x 128, momentum 0.5) with 16384 negatives;
-# softmax InfoNCE at T = 0.07 (the reference code's --softmax, recommended for ResNets).
-# Objective: core view = full graph with two views (set objective='full' for M > 2 views).
-# Data: random resized crop (scale 0.2-1) + flip, no colour augmentation (colour is a view).
-# Schedule: SGD lr 0.03 per 256 images, momentum 0.9, wd 1e-4, lr x0.1 at epochs 120 and 160
-# (the reference code trains 240 epochs with steps at 120/160/200; 200 here, as PIRL's config).
-# Transfer / kNN: model.backbone is the L encoder (1 input channel); the preprocessor's test mode
-# feeds it L.  tools/extract_backbone.py --in-channels 3 replicates its first conv for RGB.
+# CMC (Tian, Krishnan & Isola, "Contrastive Multiview Coding", 2019), L / ab views, ImageNet,
+# 8 GPUs x 32; defaults of the paper / reference code: configs/cmc/README.md.
 #   bash tools/dist_train.sh configs/cmc/cmc_r50_8xb32-200e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
@@ -18,6 +7,7 @@ num_train_images = 1281167  # ImageNet-1k train; each memory bank holds one vect
 max_epochs = 200
 batch_size = 32  # per GPU
 
+# the paper's "two halves": each encoder 1024-d, together ResNet-50's 2048 channels
 half_resnet50 = dict(type='ResNet', depth=50, stem_channels=32, base_channels=32,
                      norm_cfg=dict(type='SyncBN'), zero_init_residual=False)
 model = dict(

@@ -1,10 +1,5 @@
-# NPID on Fashion-MNIST with PIRL's main-job budget (configs/_base_/pretext_fmnist.py):
-# ResNet-18 at half width, 32 px, the first 10000 training images, batch 64, 3000 iterations,
-# SGD lr 0.03 with 100 warm-up iterations then cosine.  As PIRL's Fashion-MNIST config: memory
-# bank 10000 x 128 (mu 0.5), 4096 negatives shared by the batch (one matmul), InfoNCE at T=0.07
-# (the binary NCE's one-off Z estimate blows up on a small, homogeneous data set: see
-# configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py; model.loss.type=NCELoss selects it back),
-# and the augmentation of PIRL's image view.  Results: configs/npid/README.md.
+# NPID on Fashion-MNIST with the shared pretext budget and PIRL's Fashion-MNIST choices (InfoNCE,
+# 4096 shared negatives, PIRL's image-view augmentation); configs/npid/README.md.
 #   python tools/train.py configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./npid_r50_8xb32-200e_in1k.py', '../_base_/pretext_fmnist.py']
 

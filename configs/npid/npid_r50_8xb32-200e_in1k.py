@@ -1,9 +1,5 @@
-# NPID (Wu et al., CVPR 2018), ResNet-50, ImageNet, 8 GPUs x 32 (batch 256 as in the paper).
-# Paper / official code (lemniscate.pytorch) defaults: linear projection to 128-d, memory bank of
-# one vector per training image updated with momentum 0.5, binary NCE with 4096 noise samples
-# drawn per sample (per_sample) at temperature 0.07, SGD lr 0.03, momentum 0.9, wd 1e-4,
-# 200 epochs, lr divided by 10 at epochs 120 and 160.  Augmentation: random resized crop
-# (scale 0.2-1), grayscale (p 0.2), colour jitter 0.4 (always), horizontal flip.
+# NPID (Wu et al., CVPR 2018), ResNet-50, ImageNet, 8 GPUs x 32 (batch 256 as in the paper), with
+# the defaults of the paper / official code (lemniscate.pytorch).
 #   bash tools/dist_train.sh configs/npid/npid_r50_8xb32-200e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
