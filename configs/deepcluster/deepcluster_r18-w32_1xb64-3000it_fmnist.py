@@ -1,19 +1,13 @@
-# DeepCluster on Fashion-MNIST with the shared budget (configs/_base_/pretext_fmnist.py):
-# ResNet-18 at half width, 32 px, the first 10000 training images, batch 64, 3000 iterations.
-# Re-clustering needs epochs: 10000 / 64 = 156 iterations per epoch (drop_last), so the hook
-# re-clusters every 156 iterations (19 clusterings + the initial one), with K = 100 clusters
-# (100 images per cluster on average; the paper's ImageNet ratio is 128).  PCA to 256 = the
-# feature dimension of this backbone, i.e. whitening only.  No Sobel filter: the images are grey
-# already (the colour shortcut Sobel removes does not exist), and the input stays the same as
-# for the other methods' kNN comparison.  Results next to random init: configs/deepcluster/README.md
+# DeepCluster on Fashion-MNIST with the shared pretext budget: K = 100, re-clustering every epoch
+# (156 iterations), no Sobel (the images are grey already); configs/deepcluster/README.md.
 #   python tools/train.py configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./deepcluster_r50_8xb64-200e_in1k.py', '../_base_/pretext_fmnist.py']
 
 model = dict(
     num_samples=_base_.fmnist_num_train_images,
-    data_preprocessor=dict(type='SelfSupDataPreprocessor'),
+    data_preprocessor=dict(type='SelfSupDataPreprocessor'),  # no Sobel: grey images
     backbone=dict(_base_.fmnist_backbone, in_channels=3),
-    head=dict(num_classes=100, in_channels=256))
+    head=dict(num_classes=100, in_channels=256))  # K: 100 images per cluster (paper: 128)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -29,6 +23,7 @@ extract_pipeline = [
 train_dataloader = dict(_base_.fmnist_train_dataloader,
                         dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
 custom_hooks = [
+    # every epoch = 156 iterations; PCA to the 256-d feature size: whitening only
     dict(type='DeepClusterHook', pipeline=extract_pipeline, interval=1, pca_dim=256,
          whiten=True, l2_normalize=True, niter=20, seed=0, batch_size=256, num_workers=2),
 ]

@@ -1,12 +1,5 @@
-# DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018), ResNet-50, ImageNet, 8 GPUs x 64.
-# Every epoch (and before the first): pooled backbone features of the whole training set
-# (resize 256 + centre crop 224, no augmentation) -> PCA to 256 dims + whitening + L2 -> faiss
-# k-means with K = 10000, 20 iterations -> pseudo labels; the linear classifier is
-# re-initialised (normal, std 0.01) and images are sampled uniformly over the clusters.
-# Input: Sobel-filtered grey image (2 channels), as the paper did for AlexNet / VGG and as
-# mmselfsup's ResNet-50 recipe keeps it: colour is a shortcut for k-means.  Training crops and
-# flips only (the paper's augmentation).  SGD lr 0.05 per 256 images (0.1 for 512), momentum 0.9
-# (0 for the head, which is re-initialised every epoch), wd 1e-5, constant lr, 200 epochs.
+# DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018), ResNet-50 on Sobel input, ImageNet,
+# 8 GPUs x 64: k-means (K = 10000) of the whole training set every epoch; configs/deepcluster/.
 #   bash tools/dist_train.sh configs/deepcluster/deepcluster_r50_8xb64-200e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
@@ -35,6 +28,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs'),
 ]
+# features for k-means: no augmentation
 extract_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
@@ -43,7 +37,7 @@ extract_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=batch_size,
-    sampler=dict(type='ClusterUniformSampler', _delete_=True),
+    sampler=dict(type='ClusterUniformSampler', _delete_=True),  # uniform over clusters
     dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
@@ -55,7 +49,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.05 * batch_size * 8 / 256, momentum=0.9,
                    weight_decay=1e-5),
-    paramwise_cfg=dict(custom_keys={'head': dict(momentum=0.)}))
+    paramwise_cfg=dict(custom_keys={'head': dict(momentum=0.)}))  # head re-initialised every epoch
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True, begin=0, end=max_epochs)]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))

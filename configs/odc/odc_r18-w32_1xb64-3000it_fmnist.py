@@ -1,16 +1,12 @@
-# ODC on Fashion-MNIST with the shared budget (configs/_base_/pretext_fmnist.py): ResNet-18 at
-# half width, 32 px, the first 10000 training images, batch 64, 3000 iterations.  K = 100
-# clusters (100 images per cluster on average; ImageNet: 128), small clusters below 20 samples
-# dissolved, as the ImageNet recipe.  Neck 256 -> 512 -> 256 with BatchNorm1d.  Gray images:
-# only brightness and contrast are jittered (the shared fmnist_color_jitter).
-# Results next to random init: configs/odc/README.md
+# ODC on Fashion-MNIST with the shared pretext budget: K = 100 clusters, neck 256 -> 512 -> 256;
+# results next to random init: configs/odc/README.md.
 #   python tools/train.py configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./odc_r50_8xb64-440e_in1k.py', '../_base_/pretext_fmnist.py']
 
 model = dict(
     backbone=_base_.fmnist_backbone,
     neck=dict(in_channels=256, norm_cfg=dict(type='BN1d')),
-    head=dict(num_classes=100),
+    head=dict(num_classes=100),  # K: 100 images per cluster (ImageNet: 128)
     memory_bank=dict(length=_base_.fmnist_num_train_images, num_classes=100))
 
 train_pipeline = [

@@ -1,15 +1,5 @@
 # ODC: Online Deep Clustering (Zhan, Xie, Liu, Ong & Loy, CVPR 2020), ResNet-50, ImageNet,
-# 8 GPUs x 64.  A memory holds one 256-d feature and one cluster label per image and K = 10000
-# centroids.  Before the first iteration ODCHook fills it with a k-means (faiss, no PCA) of the
-# initial network's neck features of the whole training set (resize 256 + centre crop 224).
-# Every iteration: CE against the memory labels, weighted by 1/sqrt(cluster size); the batch's
-# features enter the memory (EMA, momentum 0.5), the batch's samples move to their nearest
-# centroid, the touched centroids are recomputed; clusters below 20 samples are dissolved and
-# re-created by splitting the largest cluster.  Neck 2048 -> 512 -> 256 (mmselfsup's ODCNeck,
-# here mmpretrain's NonLinearNeck without dropout), linear head.  SGD lr 0.06 for 512 images,
-# momentum 0.9 (0 for the head), wd 1e-5, 440 epochs, lr x0.1 at 400 (mmselfsup's schedule).
-# Augmentation as the paper: crop, flip, colour jitter, grayscale (the paper's small random
-# rotation is left out: mmpretrain has no continuous-angle rotation transform).
+# 8 GPUs x 64, mmselfsup's schedule; what differs from mmselfsup: configs/odc/README.md.
 #   bash tools/dist_train.sh configs/odc/odc_r50_8xb64-440e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
