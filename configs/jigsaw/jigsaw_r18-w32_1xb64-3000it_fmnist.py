@@ -1,9 +1,5 @@
-# Jigsaw puzzles on Fashion-MNIST with exactly the tiles and budget of PIRL's main job
-# (configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py): 63 px crop (scale 0.6-1) -> 3x3 cells of
-# 21 px -> jittered 16 px tiles with brightness / contrast jitter, ResNet-18 at half width,
-# 10k images, 3000 iterations x 64 images (x9 tiles).  1000 max-Hamming permutations; head:
-# per-tile 256->128 (the size of PIRL's per-patch projection), concatenation, 512, 1000.
-# The per-layer comparison with PIRL is in configs/jigsaw/README.md.
+# Jigsaw puzzles on Fashion-MNIST with exactly the tiles and budget of PIRL's main job, for the
+# per-layer comparison with PIRL in configs/jigsaw/README.md.
 #   python tools/train.py configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./jigsaw_r50_8xb32-90e_in1k.py', '../_base_/pretext_fmnist.py']
 

@@ -1,23 +1,15 @@
-# Jigsaw puzzles (Noroozi & Favaro, ECCV 2016), ResNet-50 on ImageNet, 8 GPUs x 32: the
-# covariant twin of PIRL (configs/pirl/pirl_r50_8xb32.py) with the SAME patches (255 px crop,
-# scale 0.6-1, 3x3 grid, 64 px jittered tiles, colour jitter and grayscale per tile), the same
-# backbone, and the permutation classified instead of being made invariant to.
-# Permutation set: 1000 permutations chosen greedily for maximal minimum Hamming distance (the
-# paper's best; Goyal et al. 2019 scaled it to 2000 for ResNet-50: set num_permutations and
-# head.num_classes together).  Each tile is normalised on its own (JigsawPuzzle's
-# normalize_patches).  Head: per-tile 2048->1024 (fc6), concatenation of 9, 4096 (fc7), 1000 (fc8).
-# Schedule as Goyal et al.: SGD lr 0.1 for 256 images, momentum 0.9, wd 1e-4, 90 epochs, /10 at
-# 30, 60, 80.
+# Jigsaw puzzles (Noroozi & Favaro, ECCV 2016), ResNet-50 on ImageNet, 8 GPUs x 32: PIRL's tiles
+# and backbone, the permutation classified; Goyal et al. 2019's schedule.
 #   bash tools/dist_train.sh configs/jigsaw/jigsaw_r50_8xb32-90e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
 max_epochs = 90
 batch_size = 32  # per GPU
-num_permutations = 1000
+num_permutations = 1000  # max-Hamming set, the paper's best; Goyal et al.: 2000
 
 model = dict(
     type='JigsawPuzzle',
-    normalize_patches=True,
+    normalize_patches=True,  # each tile to zero mean / unit variance
     data_preprocessor=dict(
         type='PatchViewDataPreprocessor',
         mean=[123.675, 116.28, 103.53],

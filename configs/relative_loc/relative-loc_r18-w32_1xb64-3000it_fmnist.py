@@ -1,9 +1,5 @@
-# Relative patch location on Fashion-MNIST with PIRL's main-job budget
-# (configs/_base_/pretext_fmnist.py): 16 px patches (PIRL's tile size) with a 4 px gap and up
-# to 2 px jitter (the paper's proportions: gap half a patch ... here a quarter, so the lattice
-# still fits a 60 px crop of a 28 px image), brightness / contrast jitter per patch, ResNet-18
-# at half width, 10k images, 3000 iterations x 64 pairs.  Head: per-patch 256->128,
-# concatenation, 512, 8.
+# Relative patch location on Fashion-MNIST with the shared pretext budget: 16 px patches (PIRL's
+# tile size), 4 px gap, 2 px jitter; configs/relative_loc/README.md.
 #   python tools/train.py configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./relative-loc_r50_8xb32-70e_in1k.py', '../_base_/pretext_fmnist.py']
 

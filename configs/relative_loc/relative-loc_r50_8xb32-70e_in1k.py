@@ -1,10 +1,5 @@
-# Context prediction / relative patch location (Doersch, Gupta & Efros, ICCV 2015), ResNet-50 on
-# ImageNet, 8 GPUs x 32 pairs.  The paper's geometry: 96 px patches on a 3x3 lattice with a
-# 48 px gap, each patch jittered by up to 7 px (a 399 px random resized crop, scale 0.6-1),
-# the centre patch and one of its 8 neighbours; against chromatic aberration, colour is dropped
-# to gray with probability 0.5 per pair member (the paper's "projection" / "color dropping").
-# Head: per-patch 2048->1024 (fc6), concatenation, 4096 (fc7), 8 (fc8).  SGD lr 0.1 for 256
-# pairs, momentum 0.9, wd 1e-4, 70 epochs, /10 at 30 and 50.
+# Context prediction / relative patch location (Doersch, Gupta & Efros, ICCV 2015), ResNet-50,
+# ImageNet, 8 GPUs x 32 pairs, the paper's geometry and colour dropping.
 #   bash tools/dist_train.sh configs/relative_loc/relative-loc_r50_8xb32-70e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
@@ -24,6 +19,7 @@ model = dict(
               input_channels=1024, hidden_channels=4096, dropout=0.5))
 
 patch_pipeline = [
+    # against chromatic aberration: colour dropped per pair member
     dict(type='RandomGrayscale', prob=0.5, keep_channels=True,
          channel_weights=(0.114, 0.587, 0.2989)),
 ]

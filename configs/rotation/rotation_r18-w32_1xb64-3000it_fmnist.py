@@ -1,7 +1,5 @@
-# RotNet on Fashion-MNIST with PIRL's main-job budget (configs/_base_/pretext_fmnist.py):
-# ResNet-18 at half width, 32 px, 10k images, 3000 iterations x 64 images (x4 rotations: the
-# backbone sees 256 images per step).  Random resized crop (scale 0.35-1) and flip, then all
-# four rotations of each crop.  Results next to PIRL and random init: configs/rotation/README.md.
+# RotNet on Fashion-MNIST with the shared pretext budget: all four rotations of each 32 px crop
+# (the backbone sees 256 images per step); results: configs/rotation/README.md.
 #   python tools/train.py configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./rotation_r50_8xb32-30e_in1k.py', '../_base_/pretext_fmnist.py']
 

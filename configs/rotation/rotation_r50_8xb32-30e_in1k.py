@@ -1,8 +1,5 @@
-# RotNet (Gidaris, Singh & Komodakis, ICLR 2018): predict which of 0/90/180/270 degrees an image
-# was rotated by.  All four rotations of every image are in the same batch (the paper's best
-# setting): 8 GPUs x 32 images = 1024 rotated images per step.  ResNet-50, linear 4-way head on
-# the pooled feature, SGD lr 0.1 (for 256 images = 1024 rotated), momentum 0.9, wd 5e-4,
-# 30 epochs with the learning rate divided by 5 after 10, 20 and 25 (the paper's schedule).
+# RotNet (Gidaris, Singh & Komodakis, ICLR 2018), ResNet-50, ImageNet, 8 GPUs x 32 images, all
+# four rotations of every image in the same batch (the paper's best setting and schedule).
 #   bash tools/dist_train.sh configs/rotation/rotation_r50_8xb32-30e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
