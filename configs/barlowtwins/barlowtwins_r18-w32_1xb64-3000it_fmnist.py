@@ -1,12 +1,5 @@
-# mmpretrain's own Barlow Twins (reused, not rewritten) on Fashion-MNIST with the budget every
-# method shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256
-# channels), 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration
-# linear warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's
-# 300-epoch ImageNet recipe: BYOL's two views (only resized to 32 px and without the Gaussian
-# blur, which erases a 32 px image; solarisation kept), the 8192-8192-8192 projector after the
-# 256-d backbone, the cross-correlation loss and LARS with the recipe's lr 1.6 at batch 2048
-# scaled linearly to batch 64 (biases and BN at 0.024x, as in the recipe).  The 8192-d projector
-# (~134M parameters) dominates the cost of a step: it is the recipe's, kept for comparability.
+# mmpretrain's own Barlow Twins recipe (reused, not rewritten) on Fashion-MNIST with the shared
+# pretext budget: half-width ResNet-18, 32 px views without blur; configs/barlowtwins/README.md.
 #   python tools/train.py configs/barlowtwins/barlowtwins_r18-w32_1xb64-3000it_fmnist.py
 _base_ = [
     'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py',

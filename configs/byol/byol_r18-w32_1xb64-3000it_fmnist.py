@@ -1,11 +1,5 @@
-# mmpretrain's own BYOL (reused, not rewritten) on Fashion-MNIST with the budget every method
-# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
-# 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear
-# warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's ImageNet
-# recipe: its two asymmetric views (only resized to 32 px and without the Gaussian blur, which
-# erases a 32 px image; solarisation kept), projector 4096 -> 256 after the 256-d backbone,
-# predictor, target network by EMA (base momentum 0.01, cosine to 1) and LARS with the recipe's
-# lr 4.8 at batch 4096 scaled linearly to batch 64.
+# mmpretrain's own BYOL recipe (reused, not rewritten) on Fashion-MNIST with the shared pretext
+# budget: half-width ResNet-18, 32 px views without blur; configs/byol/README.md.
 #   python tools/train.py configs/byol/byol_r18-w32_1xb64-3000it_fmnist.py
 _base_ = [
     'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py',

@@ -1,13 +1,5 @@
-# mmpretrain's own MoCo v3, ResNet variant (reused, not rewritten) on Fashion-MNIST with the
-# budget every method shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last
-# stage 256 channels), 32 px, the first 10000 training images, batch 64, 3000 iterations,
-# 100-iteration linear warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is
-# mmpretrain's 100-epoch ResNet recipe: its two asymmetric views (only resized to 32 px and
-# without the Gaussian blur, which erases a 32 px image; solarisation kept), projector 4096 -> 256
-# after the 256-d backbone, predictor, T=1.0, momentum encoder (base momentum 0.01, cosine to 1)
-# and LARS with the recipe's lr 9.6 at batch 4096 scaled linearly to batch 64.  The recipe's AMP
-# wrapper is replaced by a plain OptimWrapper (AMP needs a GPU; optim_wrapper.type=
-# AmpOptimWrapper optim_wrapper.loss_scale=dynamic selects it back on one).
+# mmpretrain's own MoCo v3 ResNet recipe (reused, not rewritten) on Fashion-MNIST with the shared
+# pretext budget: half-width ResNet-18, 32 px views without blur, no AMP (CPU); see its README.
 #   python tools/train.py configs/mocov3/mocov3_r18-w32_1xb64-3000it_fmnist.py
 _base_ = [
     'mmpretrain::mocov3/mocov3_resnet50_8xb512-amp-coslr-100e_in1k.py',
@@ -34,6 +26,7 @@ train_pipeline = [
 train_dataloader = dict(_base_.fmnist_train_dataloader,
                         dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
 
+# the recipe's LARS without its AMP wrapper (AMP needs a GPU)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

@@ -1,13 +1,6 @@
-# mmpretrain's own SimCLR (reused, not rewritten) on Fashion-MNIST with the budget every method
-# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
-# 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear
-# warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's ImageNet
-# recipe: its views (only resized to 32 px and without the Gaussian blur, which erases a 32 px
-# image), its projection head (2048 -> 128 after the 256-d backbone), NT-Xent at T=0.1 and LARS,
-# with the recipe's lr 0.3 at batch 256 scaled linearly to batch 64.
+# mmpretrain's own SimCLR recipe (reused, not rewritten) on Fashion-MNIST with the shared pretext
+# budget: half-width ResNet-18, 32 px views without blur; configs/simclr/README.md.
 #   python tools/train.py configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py
-#   python tools/knn_eval.py configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py \
-#       work_dirs/simclr_r18-w32_1xb64-3000it_fmnist/iter_3000.pth --baseline
 _base_ = [
     'mmpretrain::simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py',
     '../_base_/pretext_fmnist.py',  # the shared budget; inherits ../_base_/datasets/fmnist_knn.py

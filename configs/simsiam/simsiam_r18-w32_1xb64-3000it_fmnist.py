@@ -1,12 +1,5 @@
-# mmpretrain's own SimSiam (reused, not rewritten) on Fashion-MNIST with the budget every method
-# shares (configs/_base_/pretext_fmnist.py): ResNet-18 at half width (last stage 256 channels),
-# 32 px, the first 10000 training images, batch 64, 3000 iterations, 100-iteration linear
-# warm-up then cosine, checkpoints every 1000, seed 0.  Everything else is mmpretrain's 100-epoch
-# ImageNet recipe: MoCo v2's views (only resized to 32 px and without the Gaussian blur, which
-# erases a 32 px image), the 3-layer 2048-d projector after the 256-d backbone, the predictor at
-# a fixed lr, SGD with the recipe's lr 0.05 at batch 256 scaled linearly to batch 64.
-# SimSiamHook keeps the predictor's lr fixed; with an iteration-based schedule it must do so every
-# iteration (adjust_by_epoch=False), since the scheduler steps every iteration.
+# mmpretrain's own SimSiam recipe (reused, not rewritten) on Fashion-MNIST with the shared pretext
+# budget: half-width ResNet-18, 32 px views without blur; configs/simsiam/README.md.
 #   python tools/train.py configs/simsiam/simsiam_r18-w32_1xb64-3000it_fmnist.py
 _base_ = [
     'mmpretrain::simsiam/simsiam_resnet50_8xb32-coslr-100e_in1k.py',
