@@ -1,6 +1,5 @@
-# Full fine-tune on Fashion-MNIST with an MLP head, as the source texts describe it: two linear
-# layers with a ReLU between them (mmpretrain's StackedLinearClsHead with one hidden layer of the
-# backbone's width) on the pooled res5 features.  Same recipe as finetune_r18-w32_1xb64-20e_fmnist.py.
+# Full fine-tune on Fashion-MNIST with an MLP head (linear-ReLU-linear of the backbone's width on
+# pooled res5 features); otherwise as finetune_r18-w32_1xb64-20e_fmnist.py.
 _base_ = ['./finetune_r18-w32_1xb64-20e_fmnist.py']
 
 model = dict(

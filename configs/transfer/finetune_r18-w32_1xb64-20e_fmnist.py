@@ -1,8 +1,7 @@
-# Full fine-tune on Fashion-MNIST with a linear head: every layer of the pretrained ResNet-18
-# width-32 backbone trains (BN statistics included), SGD with momentum and a step schedule.
+# Full fine-tune on Fashion-MNIST with a linear head: every layer of our pretrained ResNet-18
+# width 32 trains (BN statistics included), SGD with momentum, step schedule.
 #   python tools/train.py configs/transfer/finetune_r18-w32_1xb64-20e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
-# The MLP-head variant is finetune-mlp-head_r18-w32_1xb64-20e_fmnist.py.
 _base_ = [
     '../_base_/models/resnet18-w32_fmnist-cls.py',
     '../_base_/datasets/fmnist_cls.py',

@@ -1,6 +1,5 @@
 # ImageNet full fine-tune of an R50 checkpoint of ours with a linear head: mmpretrain's standard
-# ResNet-50 recipe (resnet/resnet50_8xb32_in1k.py: SGD lr 0.1 at batch 256, 100 epochs, steps at
-# 30/60/90) starting from the pretrained backbone, with SyncBN across GPUs.
+# ResNet-50 recipe from the pretrained backbone, SyncBN.
 #   bash tools/dist_train.sh configs/transfer/finetune_r50_8xb32-steplr-100e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/pirl_r50_8xb32/epoch_200.pth
 _base_ = [

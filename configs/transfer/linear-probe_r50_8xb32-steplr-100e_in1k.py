@@ -1,6 +1,4 @@
-# ImageNet linear probe of an R50 checkpoint of ours (e.g. configs/pirl/pirl_r50_8xb32.py):
-# mmpretrain's own linear-evaluation recipe (frozen backbone, SGD lr 30, 100 epochs, step LR), with
-# the pretrained-weights check of our benchmarks.
+# ImageNet linear probe of an R50 checkpoint of ours: mmpretrain's linear-evaluation recipe.
 #   bash tools/dist_train.sh configs/transfer/linear-probe_r50_8xb32-steplr-100e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/pirl_r50_8xb32/epoch_200.pth
 _base_ = [

@@ -1,6 +1,5 @@
-# Semi-supervised fine-tune on 10 % of the Fashion-MNIST labels (6000 images, 600 per class; the
-# 1 % subset is contained in it).  Same recipe as semi-1pct_r18-w32_1xb64-100e_fmnist.py with a
-# schedule of about the same number of iterations per label-epoch budget.
+# Semi-supervised fine-tune on 10 % of the Fashion-MNIST labels (600 per class, containing the
+# 1 % subset); the recipe of semi-1pct_r18-w32_1xb64-100e_fmnist.py, fewer epochs.
 _base_ = ['./semi-1pct_r18-w32_1xb64-100e_fmnist.py']
 
 train_dataloader = dict(dataset=dict(ann_file='meta/train_10pct.txt'))

@@ -1,8 +1,5 @@
-# Semi-supervised fine-tune on 1 % of the Fashion-MNIST labels (600 images, 60 per class), the
-# protocol of the PIRL / BYOL semi-supervised tables: the whole pretrained network is fine-tuned on
-# a class-balanced label subset, the head with a 10x larger learning rate, and evaluated on the full
-# test split.  The subset file meta/train_1pct.txt is written by tools/prepare_data.py (seeded and
-# reproducible; tools/make_semi_subset.py makes others).
+# Semi-supervised fine-tune on 1 % of the Fashion-MNIST labels (60 per class, meta/train_1pct.txt),
+# the PIRL / BYOL protocol: the whole network fine-tuned, the head at 10x the learning rate.
 #   python tools/train.py configs/transfer/semi-1pct_r18-w32_1xb64-100e_fmnist.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
 _base_ = ['./finetune_r18-w32_1xb64-20e_fmnist.py']

@@ -1,8 +1,5 @@
-# ImageNet semi-supervised fine-tune on 1 % of the labels (the PIRL / BYOL tables): the whole R50
-# (the model of finetune_r50_8xb32-steplr-100e_in1k.py) is fine-tuned on a class-balanced 1 %
-# subset, the head with a 10x larger learning rate, 20 epochs, steps at 12 and 16; evaluated on the
-# full val split.  Make the subset files first:
-#   python tools/make_semi_subset.py data/imagenet/meta/train.txt --percent 1 10
+# ImageNet semi-supervised fine-tune on 1 % of the labels (the PIRL / BYOL tables), the head at 10x
+# the learning rate; make the subsets first (tools/make_semi_subset.py, configs/transfer/README.md).
 #   bash tools/dist_train.sh configs/transfer/semi-1pct_r50_8xb32-steplr-20e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/pirl_r50_8xb32/epoch_200.pth
 _base_ = ['./finetune_r50_8xb32-steplr-100e_in1k.py']

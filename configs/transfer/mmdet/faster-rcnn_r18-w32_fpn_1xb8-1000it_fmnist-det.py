@@ -1,16 +1,7 @@
-# Detection transfer that runs on CPU: Faster R-CNN with FPN on the Fashion-MNIST detection task
-# (128 px canvases, 2-5 garments pasted per canvas, COCO json; written by
-# tools/prepare_detection_data.py into data/fmnist_det), with the ResNet-18 width-32 backbone of our
-# Fashion-MNIST pre-training configs.  Real mmdet end to end: mmdet's FasterRCNN, FPN, RPN and RoI
-# heads, CocoDataset and CocoMetric (bbox mAP).
-#
-# Protocol of the SSL detection-transfer benchmarks: every backbone layer trains (frozen_stages=-1)
-# and BN layers keep training (norm_eval=False; the ImageNet/COCO configs use SyncBN for that, one
-# CPU process uses plain BN).  Anchors are scaled to the garments (24-48 px at stride 4 and 8).
+# Detection transfer that runs on CPU: mmdet's Faster R-CNN + FPN on the Fashion-MNIST detection
+# task (tools/prepare_detection_data.py) with our ResNet-18 width 32, every layer and BN trained.
 #   python tools/train.py configs/transfer/mmdet/faster-rcnn_r18-w32_fpn_1xb8-1000it_fmnist-det.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/EXP/iter_3000.pth
-# tools/detection_transfer.py trains it from random init and from several of our checkpoints with
-# the same budget and prints the bbox mAP table.
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     'mmdet::_base_/default_runtime.py',
@@ -40,7 +31,7 @@ model = dict(
     rpn_head=dict(
         in_channels=64,
         feat_channels=64,
-        anchor_generator=dict(scales=[6])),
+        anchor_generator=dict(scales=[6])),  # 24-48 px anchors: the garments' sizes
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(classes))),

@@ -1,15 +1,8 @@
-# PASCAL VOC07+12 detection transfer, the PIRL paper's setting: Faster R-CNN R50-C4 trained on
-# VOC07+12 trainval, tested on VOC07 test, 24k iterations (multi-scale 480-800 px), as mmselfsup's
-# benchmark did.  mmdet's C4 config with the SSL-transfer changes:
-#   * pytorch-style ResNet, RGB input normalised with ImageNet statistics (what our R50 configs
-#     pre-train with), every stage trainable (frozen_stages=-1);
-#   * SyncBN everywhere, trained (norm_eval=False), and res5 in the RoI head followed by an extra
-#     norm (mmpretrain's ResLayerExtraNorm, Detectron2's Res5ROIHeadsExtraNorm);
-#   * res1-4 load into the backbone and res5 into the RoI head, from the same checkpoint:
+# PASCAL VOC07+12 detection transfer, the PIRL paper's setting: Faster R-CNN R50-C4, 24k
+# iterations, multi-scale, SyncBN trained, res5 in the RoI head (configs/transfer/README.md).
 #   bash tools/dist_train.sh configs/transfer/mmdet/faster-rcnn_r50-c4_ms-24k_voc0712.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT \
 #                     model.roi_head.shared_head.init_cfg.checkpoint=CKPT
-# (single machine without GPUs: python tools/train.py ...; SyncBN then runs as BN).
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50-caffe-c4_ms-18k_voc0712.py'
 custom_imports = dict(
     imports=['mmssl_ext', 'mmpretrain.models.utils.res_layer_extra_norm'],

@@ -1,6 +1,5 @@
-# COCO detection transfer: Faster R-CNN R50-FPN, 1x schedule with multi-scale training, in the
-# SSL-benchmark form (MoCo / BYOL / mmselfsup): SyncBN in backbone, FPN and the 4conv-1fc box head,
-# BN trained (norm_eval=False), every stage trainable.  The backbone comes from a checkpoint of ours:
+# COCO detection transfer: Faster R-CNN R50-FPN 1x multi-scale in the SSL-benchmark form (SyncBN
+# trained in backbone, FPN and head; every stage trainable).
 #   bash tools/dist_train.sh configs/transfer/mmdet/faster-rcnn_r50_fpn_ms-1x_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'

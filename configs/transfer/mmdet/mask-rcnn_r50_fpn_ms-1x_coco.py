@@ -1,6 +1,5 @@
-# COCO detection + instance segmentation transfer: Mask R-CNN R50-FPN, 1x multi-scale, in the
-# SSL-benchmark form (mmpretrain's BYOL benchmark config: SyncBN in backbone, FPN, 4conv-1fc box
-# head and mask head, BN trained, every stage trainable), with the backbone from a checkpoint of ours:
+# COCO detection + instance segmentation transfer: Mask R-CNN R50-FPN 1x multi-scale in the
+# SSL-benchmark form (mmpretrain's BYOL benchmark config).
 #   bash tools/dist_train.sh configs/transfer/mmdet/mask-rcnn_r50_fpn_ms-1x_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT
 _base_ = 'mmpretrain::byol/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py'
