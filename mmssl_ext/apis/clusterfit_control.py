@@ -26,7 +26,7 @@ its own work dir; a re-run skips finished steps (a step is finished when its ``d
 exists), resumes an interrupted training from its last checkpoint, and refuses to mix in results
 of other training settings (``settings.json``).
 
-Example (about 10 min on 2 CPU cores, see configs/clusterfit/README.md)::
+Example (run time and results: configs/clusterfit/README.md)::
 
     python tools/clusterfit.py noise-control --work-dir work_dirs/clusterfit-noise-control \\
         --noise 0 25 50 75 --iters 600 --k 50 --train-per-class 2000

@@ -77,9 +77,8 @@ class MMSSLDINO(BaseSelfSupervisor):
         head_per_crop_size: call the student's head once per crop size (global crops, then
             local crops), as lightly's DINO does, instead of once on the features of all crops
             (False, the official ``MultiCropWrapper``).  It matters only for a head with
-            BatchNorm, whose batch statistics are then those of one crop size: +0.7 / +0.8 /
-            +0.6 kNN k=20 / k=200 / linear on Fashion-MNIST, two seeds
-            (``benchmarks/results/README.md`` section 2).
+            BatchNorm, whose batch statistics are then those of one crop size (measured in
+            ``configs/dino/README.md``).
     """
 
     def __init__(self,
