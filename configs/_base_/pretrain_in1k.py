@@ -1,6 +1,6 @@
 # What every ImageNet-1k pre-training config here shares: runtime, scope, plug-in, and an
 # 8-GPU train dataloader; a method sets its model, pipeline, batch size and schedule.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = ['mmpretrain::_base_/default_runtime.py', './default_runtime.py']
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 

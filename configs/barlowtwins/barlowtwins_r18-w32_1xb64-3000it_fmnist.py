@@ -4,6 +4,7 @@
 _base_ = [
     'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py',
     '../_base_/pretext_fmnist.py',  # the shared budget; inherits ../_base_/datasets/fmnist_knn.py
+    '../_base_/default_runtime.py',  # our runtime (exact resume, guards)
 ]
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
 

@@ -6,6 +6,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',  # our runtime (exact resume, guards)
 ]
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)

@@ -5,6 +5,7 @@ _base_ = [
     'mmpretrain::_base_/models/resnet18.py',
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/fmnist_png.py',
+    '../_base_/default_runtime.py',  # our runtime (exact resume, guards)
 ]
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)

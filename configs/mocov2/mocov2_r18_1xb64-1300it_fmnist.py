@@ -4,6 +4,7 @@
 _base_ = [
     'mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py',
     '../_base_/datasets/fmnist_knn.py',
+    '../_base_/default_runtime.py',  # our runtime (exact resume, guards)
 ]
 custom_imports = dict(imports=['mmssl_ext'], allow_failed_imports=False)
 

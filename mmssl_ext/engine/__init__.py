@@ -1,6 +1,8 @@
 from . import atomic_checkpoint  # noqa: F401  (registers AtomicCheckpointHook, 'atomic_local')
 from .dist import MMSSLDistributedDataParallel, setup_cpu_distributed
 from .hooks import KNNEvalHook, PretrainedCheckHook, PretrainedKeysError
+from .runner import SSLRunner, apply_runtime, build_runner
 
 __all__ = ['KNNEvalHook', 'MMSSLDistributedDataParallel', 'PretrainedCheckHook',
-           'PretrainedKeysError', 'setup_cpu_distributed']
+           'PretrainedKeysError', 'SSLRunner', 'apply_runtime', 'build_runner',
+           'setup_cpu_distributed']

@@ -4,13 +4,19 @@ Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: only tensors,
 primitive types may be unpickled, plus globals registered with
 ``torch.serialization.add_safe_globals``.  mmengine 0.10.7 saves its ``MessageHub`` state in every
 checkpoint, which holds :class:`mmengine.logging.HistoryBuffer` objects wrapping numpy arrays, so
-``Runner.resume`` fails out of the box.  We do NOT switch safe loading off: we allow-list exactly the
-data types mmengine and mmssl_ext write, once, when ``mmssl_ext`` is imported.  Anything else in a
-checkpoint (e.g. a crafted ``__reduce__`` that would run code) is still refused by torch.
+``Runner.resume`` fails out of the box.  We do NOT switch safe loading off: we allow-list exactly
+the data types mmengine and mmssl_ext write, once, when ``mmssl_ext`` is imported.  Anything else
+in a checkpoint (e.g. a crafted ``__reduce__`` that would run code) is still refused by torch.
+
+Also the one place that reads a state dict out of a checkpoint (:func:`state_dict_of`: mmengine's
+``state_dict`` nesting, DDP's ``module.`` prefix), selects a prefix (:func:`strip_prefix`) and
+extracts / loads backbones; every tool and hook uses these.
 """
 import os
+import os.path as osp
 import pickle
 import re
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -128,3 +134,138 @@ def check_keys(own: Dict[str, torch.Tensor], loaded: Dict[str, torch.Tensor],
         differ = [k for k, v in own.items() if k in loaded and loaded[k].shape == v.shape
                   and not torch.equal(v.detach().cpu().to(loaded[k].dtype), loaded[k])]
     return dict(missing=missing, unexpected=unexpected, mismatched=mismatched, differ=differ)
+
+
+# ------------------------------------------------------------------------------ state dicts
+class PretrainedKeysError(KeyError):
+    """Pretrained weights do not fit the module (the message names the file and the keys)."""
+
+    def __str__(self):  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ''
+
+
+def state_dict_of(ckpt: Any, source: str = '<checkpoint>') -> Dict[str, Any]:
+    """The state dict of a loaded checkpoint: mmengine's ``ckpt['state_dict']`` or a bare
+    state dict, with DDP's ``module.`` prefix removed.
+
+    Raises:
+        PretrainedKeysError: ``ckpt`` holds no dict (names ``source``).
+    """
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise PretrainedKeysError(f'{source} holds no state dict (found a '
+                                  f'{type(state).__name__})')
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                       for k, v in state.items())
+
+
+def strip_prefix(state: Dict[str, Any], prefix: Optional[str]) -> 'OrderedDict[str, Any]':
+    """The entries of ``state`` under ``prefix`` (``'backbone'`` or ``'backbone.'``), stripped;
+    all of ``state`` for an empty prefix."""
+    if not prefix:
+        return OrderedDict(state)
+    prefix = prefix if prefix.endswith('.') else prefix + '.'
+    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+
+
+def load_state(checkpoint: str, prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file under ``prefix`` (stripped), as mmengine selects them."""
+    if '://' in checkpoint:  # torchvision://, open-mmlab://, http(s)://: mmengine's loaders
+        from mmengine.runner.checkpoint import _load_checkpoint
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    else:
+        ckpt = load_checkpoint_safe(checkpoint)
+    state = state_dict_of(ckpt, source=checkpoint)
+    return strip_prefix({k: v for k, v in state.items() if torch.is_tensor(v)}, prefix)
+
+
+def extract_backbone_state(ckpt, prefix: str = 'backbone.',
+                           source: str = '<checkpoint>') -> 'OrderedDict[str, torch.Tensor]':
+    """Return the ``prefix``-ed entries of ``ckpt``'s state dict with the prefix removed."""
+    try:
+        state = state_dict_of(ckpt, source)
+    except PretrainedKeysError:
+        raise ValueError(f'checkpoint holds a {type(ckpt).__name__}, expected a dict') from None
+    out = strip_prefix(state, prefix)
+    if not out:
+        heads = sorted({k.split('.', 1)[0] + '.' for k in state})
+        raise KeyError(f'{source}: no weights with prefix {prefix!r}; the checkpoint has the '
+                       f'prefixes {heads[:20]}. Pass --prefix to pick the right one.')
+    return out
+
+
+def replicate_input_channels(state: 'OrderedDict[str, torch.Tensor]', in_channels: int,
+                             source: str = '<checkpoint>') -> str:
+    """Replicate the 1-input-channel first conv of a backbone ``state`` to ``in_channels``
+    input channels, divided by ``in_channels`` (in place); return the key of that weight.
+
+    The first conv is the first 4-D floating point tensor of ``state`` (whose key ends in
+    ``weight``); an error names it when it does not have exactly 1 input channel.
+    """
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+    key = next((k for k, v in state.items() if k.endswith('weight') and v.ndim == 4
+                and v.is_floating_point()), None)
+    if key is None:
+        raise ValueError(f'{source}: the backbone has no convolution weight (4-D tensor), so '
+                         f'there is no 1-channel first conv to replicate to {in_channels} '
+                         'channels')
+    weight = state[key]
+    if weight.shape[1] != 1:
+        raise ValueError(f'{source}: the first convolution weight {key!r} has {weight.shape[1]} '
+                         f'input channels (shape {tuple(weight.shape)}), expected 1: only a '
+                         'backbone pre-trained on 1-channel input (e.g. Colorization) needs '
+                         '--in-channels')
+    state[key] = weight.repeat(1, in_channels, 1, 1) / in_channels
+    return key
+
+
+def extract_backbone(src: str, dst: str, prefix: str = 'backbone.',
+                     in_channels: Optional[int] = None) -> dict:
+    """Write the backbone of checkpoint ``src`` to ``dst``; return a summary.
+
+    The output loads with ``init_cfg=dict(type='Pretrained', checkpoint=dst)`` into the backbone
+    of any mmpretrain or mmdet config.  ``in_channels``: replicate a 1-input-channel first conv to
+    this many input channels (:func:`replicate_input_channels`); ``None`` keeps the weights.
+    """
+    from mmssl_ext.version import __version__
+    ckpt = load_checkpoint_safe(src)
+    state = extract_backbone_state(ckpt, prefix, source=src)
+    meta = dict(source=osp.abspath(src), prefix=prefix, mmssl_ext_version=__version__)
+    replicated = None
+    if in_channels is not None:
+        replicated = replicate_input_channels(state, in_channels, source=src)
+        meta['replicated_input_channels'] = dict(key=replicated, in_channels=in_channels)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('meta'), dict):
+        for key in ('epoch', 'iter', 'experiment_name'):
+            if key in ckpt['meta']:
+                meta[key] = ckpt['meta'][key]
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = dst + '.partial'
+    torch.save(dict(state_dict=state, meta=meta), tmp)
+    os.replace(tmp, dst)  # never leave a truncated file under the final name
+    return dict(num_tensors=len(state),
+                num_params=int(sum(v.numel() for v in state.values())), out=dst,
+                replicated=replicated)
+
+
+def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, list]:
+    """Load a full or backbone-only checkpoint into ``model.backbone``.
+
+    Raises:
+        ValueError: the checkpoint lacks backbone weights or has other shapes (names the file
+            and the keys).
+    """
+    state = state_dict_of(load_checkpoint_safe(checkpoint), source=checkpoint)
+    if any(k.startswith('backbone.') for k in state):
+        state = strip_prefix(state, 'backbone.')
+    report = check_keys(model.backbone.state_dict(), state)
+    missing, mismatched = report['missing'], report['mismatched']
+    if missing or mismatched:
+        raise ValueError(
+            f'{checkpoint} does not fit the {type(model.backbone).__name__} backbone of the '
+            f'config: {len(missing)} weights missing (e.g. {missing[:3]}), {len(mismatched)} '
+            f'of another shape (e.g. {mismatched[:2]}); wrong architecture or not a backbone '
+            f'checkpoint')
+    result = model.backbone.load_state_dict(state, strict=False)
+    return dict(missing=result.missing_keys, unexpected=result.unexpected_keys)

@@ -162,7 +162,7 @@ def explain_pretrained_prefix(err: AssertionError, cfg) -> Optional[Exception]:
             str(h['prefix']).rstrip('.') + '.' == prefix]
     if not hits:
         return None
-    from mmssl_ext.engine.hooks.pretrained_check import PretrainedKeysError, load_state
+    from .checkpoint import PretrainedKeysError, load_state
     path, holder = hits[0]
     ckpt = str(holder['checkpoint'])
     key = path[:-len('.prefix')]

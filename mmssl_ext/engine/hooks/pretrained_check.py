@@ -30,14 +30,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmssl_ext.registry import ROOT_HOOKS as HOOKS
 
-from mmssl_ext.utils.checkpoint import check_keys, load_checkpoint_safe
-
-
-class PretrainedKeysError(KeyError):
-    """Pretrained weights do not fit the module (the message names the file and the keys)."""
-
-    def __str__(self):  # KeyError would print the message quoted
-        return str(self.args[0]) if self.args else ''
+# PretrainedKeysError and load_state lived here before utils.checkpoint: kept importable
+from mmssl_ext.utils.checkpoint import (PretrainedKeysError, check_keys,  # noqa: F401
+                                        load_checkpoint_safe, load_state)
 
 
 def pretrained_cfgs(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module, dict]]:
@@ -51,24 +46,6 @@ def pretrained_cfgs(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module, 
             if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
                 out.append((name, module, cfg))
     return out
-
-
-def load_state(checkpoint: str, prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file under ``prefix`` (stripped), as mmengine selects them."""
-    if '://' in checkpoint:  # torchvision://, open-mmlab://, http(s)://: mmengine's loaders
-        from mmengine.runner.checkpoint import _load_checkpoint
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    else:
-        ckpt = load_checkpoint_safe(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise PretrainedKeysError(f'{checkpoint} holds no state dict')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in state.items() if torch.is_tensor(v)}
-    if prefix:
-        prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return state
 
 
 def _examples(keys: List[str], n: int = 4) -> str:
