@@ -9,26 +9,20 @@ measure how its cost scales, and the time of ClusterFit's ImageNet cluster step
 iteration: the cost model ``N * D * K * iters`` and the measured exponents.  (Both libraries stop
 early at convergence: faiss when the objective stops changing, sklearn with ``tol=0`` when no
 label changes; the table shows the iterations each ran and the time per iteration.)  Writes
-``benchmarks/results/kmeans_<tag>.json`` and ``.md`` (with the command, the machine and the date)
-and prints the table.
+``benchmarks/results/kmeans_n<N>-d<D>-k<K>_cpu_seed<S>.json`` and ``.md`` (``--tag`` names them
+instead; with the command, the machine and the date) and prints the table.
 
-    .venv/bin/python benchmarks/kmeans.py            # N=100000, D=512, K=1000, 20 iterations
-    .venv/bin/python benchmarks/kmeans.py --quick    # seconds: N=4000, D=64, K=40, 10 iterations
+    .venv/bin/python -m benchmarks.kmeans            # N=100000, D=512, K=1000, 20 iterations
+    .venv/bin/python -m benchmarks.kmeans --quick    # seconds: N=4000, D=64, K=40, 10 iterations
 
 scikit-learn is in requirements.txt; without it only faiss is timed.
 """
 import argparse
-import os.path as osp
-import sys
 import time
 
 import numpy as np
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from benchmarks import report as rep  # noqa: E402
+from benchmarks import report as rep
 
 IMAGENET = dict(n=1_281_167, dim=2048, k=16000, niter=50)
 
@@ -80,8 +74,9 @@ def run_sklearn(x: np.ndarray, k: int, niter: int, seed: int, threads: int) -> d
                 inertia=inertia(x, km.cluster_centers_.astype(np.float32)))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='python -m benchmarks.kmeans',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--n', type=int, default=100_000)
     p.add_argument('--dim', type=int, default=512)
     p.add_argument('--k', type=int, default=1000)
@@ -91,11 +86,23 @@ def main():
     p.add_argument('--noise', type=float, default=1.0, help='per-dimension std around a centre')
     p.add_argument('--quick', action='store_true', help='tiny sizes, a smoke run')
     p.add_argument('--no-scaling', action='store_true', help='skip the half-size faiss runs')
-    p.add_argument('--tag', default='cpu', help='results: benchmarks/results/kmeans_<tag>.*')
+    p.add_argument('--tag', help='results: benchmarks/results/kmeans_<tag>.* (default: '
+                   'n<N>-d<D>-k<K>_cpu_seed<S>)')
     p.add_argument('--out', default=rep.RESULTS, help='results folder')
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.quick:
         a.n, a.dim, a.k, a.niter = 4000, 64, 40, 10
+    return a
+
+
+def result_name(a: argparse.Namespace) -> str:
+    """``n<N>-d<D>-k<K>_cpu_seed<S>``: what the results file of ``a`` (:func:`parse_args`)
+    holds."""
+    return rep.result_name(f'n{a.n}-d{a.dim}-k{a.k}', 'cpu', seed=a.seed)
+
+
+def main(argv=None):
+    a = parse_args(argv)
 
     import faiss
     faiss.omp_set_num_threads(a.threads)
@@ -114,7 +121,8 @@ def main():
 
     x = gaussian_mixture(a.n, a.dim, a.k, a.noise, a.seed)
     run_faiss(x[:1000], 10, 2, a.seed)  # warm up OpenMP / BLAS outside the timings
-    res = rep.new_report(setting=dict(n=a.n, dim=a.dim, k=a.k, niter=a.niter, threads=a.threads,
+    res = rep.new_report('benchmarks.kmeans', argv,
+                         setting=dict(n=a.n, dim=a.dim, k=a.k, niter=a.niter, threads=a.threads,
                                       data=f'gaussian mixture, K components, noise {a.noise}'),
                          machine=rep.machine(a.threads) + f', faiss {faiss.__version__}')
     print(f'{a.n} x {a.dim} -> K={a.k}, {a.niter} iterations, {a.threads} threads')
@@ -182,7 +190,7 @@ def main():
                      'projection is only meaningful from the default sizes)')
     md = '\n'.join(lines) + '\n'
     print(md)
-    print('results:', rep.write(res, md, 'kmeans', a.tag, a.out))
+    print('results:', rep.write(res, md, 'kmeans', a.tag or result_name(a), a.out))
 
 
 if __name__ == '__main__':

@@ -15,25 +15,20 @@ Ratios are the reference's time over ours (> 1: ours faster); peak memory is eac
 peak RSS minus the RSS before it (the peak is reset before every call).  Neighbour agreement
 with the naive search is reported too (ties may order differently).
 
-    .venv/bin/python benchmarks/knn_search.py [--dim 256] [--threads 2] [--tag cpu]
+    .venv/bin/python -m benchmarks.knn_search [--dim 256] [--threads 2]
 
-Writes ``benchmarks/results/knn_search_<tag>.json`` and ``.md``.
+Writes ``benchmarks/results/knn_search_n<train>-q<test>-d<dim>-k<k>_cpu.json`` and ``.md``
+(``--tag`` names them instead).
 """
 import argparse
-import os.path as osp
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from benchmarks import measure as mem  # noqa: E402
-from benchmarks import report as rep  # noqa: E402
-from mmssl_ext.evaluation.knn import knn_evaluate, knn_neighbours  # noqa: E402
+from benchmarks import measure as mem
+from benchmarks import report as rep
+from mmssl_ext.evaluation.knn import knn_evaluate, knn_neighbours
 
 
 def naive(train, test, k):
@@ -57,17 +52,28 @@ def measure(fn, *args):
     return seconds, grown['bytes'] / 2**20 if grown['bytes'] is not None else None, out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='python -m benchmarks.knn_search',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--train', type=int, default=60000)
     p.add_argument('--test', type=int, default=10000)
     p.add_argument('--dim', type=int, default=256)
     p.add_argument('--k', type=int, default=200)
     p.add_argument('--chunk', type=int, default=1024)
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--tag', default='cpu')
+    p.add_argument('--tag', help='results: benchmarks/results/knn_search_<tag>.* (default: '
+                   'n<train>-q<test>-d<dim>-k<k>_cpu)')
     p.add_argument('--out', default=rep.RESULTS)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def result_name(a: argparse.Namespace) -> str:
+    """``n<train>-q<test>-d<dim>-k<k>_cpu``: what the results file of ``a`` holds."""
+    return rep.result_name(f'n{a.train}-q{a.test}-d{a.dim}-k{a.k}', 'cpu')
+
+
+def main(argv=None):
+    a = parse_args(argv)
     torch.set_num_threads(a.threads)
     try:
         import faiss
@@ -109,7 +115,7 @@ def main(argv=None):
         if isinstance(out, tuple):
             row['same_neighbours_as_naive'] = round(
                 (torch.as_tensor(out[1]).long() == ref_idx).float().mean().item(), 4)
-    report = rep.new_report(machine=rep.machine(a.threads),
+    report = rep.new_report('benchmarks.knn_search', argv, machine=rep.machine(a.threads),
                             setting=dict(train=a.train, test=a.test, dim=a.dim, k=a.k,
                                          chunk=a.chunk, threads=a.threads),
                             rows=rows)
@@ -123,7 +129,7 @@ def main(argv=None):
                      f"{r.get('same_neighbours_as_naive', '-')} |")
     md = '\n'.join(lines) + '\n'
     print(md)
-    print('results:', rep.write(report, md, 'knn_search', a.tag, a.out))
+    print('results:', rep.write(report, md, 'knn_search', a.tag or result_name(a), a.out))
     return report
 
 

@@ -14,24 +14,19 @@ similarities of the batch's queries (forward and backward into the queries), the
 Reported: ms per step, the ratio reference / ours and the bytes of negatives gathered per step
 (the step's dominant transient allocation), plus the bank's resident size.
 
-    .venv/bin/python benchmarks/memory_bank.py [--length 1281167 --negatives 32000 --batch 32]
+    .venv/bin/python -m benchmarks.memory_bank [--length 1281167 --negatives 32000 --batch 32]
 
-Writes ``benchmarks/results/memory_bank_<tag>.json`` and ``.md``.
+Writes ``benchmarks/results/memory_bank_n<length>-d<dim>-neg<negatives>-b<batch>_cpu.json`` and
+``.md`` (``--tag`` names them instead).
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 import torch.nn.functional as F
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from benchmarks import report as rep  # noqa: E402
-from benchmarks.measure import time_per_call  # noqa: E402
-from mmssl_ext.models import MemoryBank  # noqa: E402
+from benchmarks import report as rep
+from benchmarks.measure import time_per_call
+from mmssl_ext.models import MemoryBank
 
 
 def ours_step(bank: MemoryBank, query: torch.Tensor, idx: torch.Tensor) -> None:
@@ -57,17 +52,28 @@ def reference_step(feats: torch.Tensor, query: torch.Tensor, idx: torch.Tensor, 
         feats.index_copy_(0, idx, new)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='python -m benchmarks.memory_bank',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--length', type=int, default=1281167)
     p.add_argument('--dim', type=int, default=128)
     p.add_argument('--negatives', type=int, default=32000)
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--steps', type=int, default=20)
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--tag', default='cpu')
+    p.add_argument('--tag', help='results: benchmarks/results/memory_bank_<tag>.* (default: '
+                   'n<length>-d<dim>-neg<negatives>-b<batch>_cpu)')
     p.add_argument('--out', default=rep.RESULTS)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def result_name(a: argparse.Namespace) -> str:
+    """``n<length>-d<dim>-neg<negatives>-b<batch>_cpu``: what the results file of ``a`` holds."""
+    return rep.result_name(f'n{a.length}-d{a.dim}-neg{a.negatives}-b{a.batch}', 'cpu')
+
+
+def main(argv=None):
+    a = parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     query = F.normalize(torch.randn(a.batch, a.dim), dim=1)
@@ -89,7 +95,7 @@ def main(argv=None):
                      negatives_gathered_mib=round(a.batch * a.negatives * a.dim * 4 / 2**20, 1))
     for row in rows.values():
         row['reference_over_this'] = round(rows[ref]['ms_per_step'] / row['ms_per_step'], 2)
-    report = rep.new_report(machine=rep.machine(a.threads),
+    report = rep.new_report('benchmarks.memory_bank', argv, machine=rep.machine(a.threads),
                             setting=dict(length=a.length, dim=a.dim, negatives=a.negatives,
                                          batch=a.batch, steps=a.steps, threads=a.threads),
                             bank_resident_mib=round(resident, 1), rows=rows)
@@ -103,7 +109,7 @@ def main(argv=None):
                      f"{r['negatives_gathered_mib']:.1f} |")
     md = '\n'.join(lines) + '\n'
     print(md)
-    print('results:', rep.write(report, md, 'memory_bank', a.tag, a.out))
+    print('results:', rep.write(report, md, 'memory_bank', a.tag or result_name(a), a.out))
     return report
 
 

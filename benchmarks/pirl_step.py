@@ -6,12 +6,11 @@
 2. PIRL images/s vs mmpretrain's MoCo v2 (same backbone, batch and resolution).
 3. Memory-bank cost at ImageNet scale: 1.28M x 128 bank, 32000 shared negatives, batch 32.
 
-    .venv/bin/python benchmarks/pirl_step.py [--batch 64 --width 32 --steps 5]
+    .venv/bin/python -m benchmarks.pirl_step [--batch 64 --width 32 --steps 5]
 """
 import argparse
 import copy
 import os.path as osp
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -19,17 +18,14 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import mmssl_ext  # noqa: F401
+from benchmarks.measure import time_per_call
+from benchmarks.report import REPO
+from mmssl_ext.models import MemoryBank
+from mmssl_ext.registry import MODELS
 
-import mmssl_ext  # noqa: F401,E402
-from benchmarks.measure import time_per_call  # noqa: E402
-from mmssl_ext.models import MemoryBank  # noqa: E402
-from mmssl_ext.registry import MODELS  # noqa: E402
-
-PIRL_CFG = 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py'
-MOCO_CFG = 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py'
+PIRL_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py')
+MOCO_CFG = osp.join(REPO, 'configs/mocov2/mocov2_r18_1xb64-1300it_fmnist.py')
 
 
 def build(cfg_path, width, overrides=None):
@@ -45,13 +41,14 @@ def build(cfg_path, width, overrides=None):
     return model
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='python -m benchmarks.pirl_step',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--batch', type=int, default=64)
     p.add_argument('--width', type=int, default=32, help='ResNet-18 base/stem channels')
     p.add_argument('--steps', type=int, default=5)
     p.add_argument('--bank-length', type=int, default=1281167)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.manual_seed(0)
     B, feat = a.batch, a.width * 8
     img = torch.randn(B, 3, 32, 32)

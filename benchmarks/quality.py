@@ -20,14 +20,14 @@ images against the 10k test images (``tools/knn_eval.py``'s protocol), and a lin
 Baselines: raw pixels (kNN and linear), the random-init backbone, and supervised training of
 the same backbone on the labels with the same budget (an upper bound).
 
-    .venv/bin/python benchmarks/quality.py --preset cpu       # reduced set, < 1 h on 2 cores
-    .venv/bin/python benchmarks/quality.py --preset gpu       # all methods, 60k images, GPU
-    .venv/bin/python benchmarks/quality.py --methods pirl rotation --budget 50000 --baselines
+    .venv/bin/python -m benchmarks.quality --preset cpu       # reduced set, < 1 h on 2 cores
+    .venv/bin/python -m benchmarks.quality --preset gpu       # all methods, 60k images, GPU
+    .venv/bin/python -m benchmarks.quality --methods pirl rotation --budget 50000 --baselines
     # fewer, larger steps on a launch-bound GPU (lr scaled linearly; same images per method)
-    .venv/bin/python benchmarks/quality.py --preset gpu --methods simclr --batch-size 256
+    .venv/bin/python -m benchmarks.quality --preset gpu --methods simclr --batch-size 256
 
-Writes ``benchmarks/results/quality_<preset>.json`` and ``.md`` (the command, the machine, the
-date with every table).
+Writes ``benchmarks/results/quality_<methods>_<device>-<budget>_seed<N>.json`` and ``.md``
+(:func:`result_name`; ``--tag`` names them instead), with the command, the machine and the date.
 """
 import argparse
 import contextlib
@@ -35,17 +35,13 @@ import copy
 import math
 import os
 import os.path as osp
-import sys
 import time
 from typing import Dict, Iterator, List, Optional
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from benchmarks import report as rep  # noqa: E402
+from benchmarks import report as rep
+from benchmarks.report import REPO
 
 #: name -> Fashion-MNIST pre-training config (same backbone: ResNet-18, 32 px input)
 METHODS: Dict[str, str] = {
@@ -78,9 +74,8 @@ METHODS: Dict[str, str] = {
 #: settings applied on top of a method's config so that every method has the same backbone
 #: (ResNet-18 at half width); configs/mocov2's Fashion-MNIST config predates that size.
 #: 'barlowtwins-p2048' is the recipe with a 2048-2048-2048 projector instead of 8192 (the size
-#: solo-learn's ResNet-18 Barlow Twins recipe uses): the recipe's 8192-d one (~134M parameters,
-#: many times the half-width backbone's multiply-adds per image) runs at ~8 images/s on 2 CPU
-#: cores
+#: solo-learn's ResNet-18 Barlow Twins recipe uses): the recipe's 8192-d one has many times the
+#: half-width backbone's multiply-adds per image, too slow for a CPU budget (benchmarks/README.md)
 OVERRIDES: Dict[str, dict] = {
     'mocov2': {'model.backbone.stem_channels': 32, 'model.backbone.base_channels': 32,
                'model.neck.in_channels': 256, 'model.neck.hid_channels': 256},
@@ -95,9 +90,9 @@ SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
 #: fit``).  N_pre of 'clusterfit' is the random-init backbone of the table's `random init` row
 #: (PIRL's config, ``zero_init_residual=False``; no pre-training compute: the control of
 #: configs/clusterfit/README.md; the fit config's own random init, mmpretrain's default
-#: ``zero_init_residual=True``, puts 65 % of the images into one cluster); of 'clusterfit-<m>'
-#: the checkpoint of method <m> trained earlier in the same invocation, whose own budget comes
-#: on top (the row records it)
+#: ``zero_init_residual=True``, starts every residual branch at zero and clusters badly); of
+#: 'clusterfit-<m>' the checkpoint of method <m> trained earlier in the same invocation, whose
+#: own budget comes on top (the row records it)
 CLUSTERFIT_PRE: Dict[str, Optional[str]] = {
     'clusterfit': None, 'clusterfit-pirl': 'pirl', 'clusterfit-rotation': 'rotation'}
 CLUSTERFIT_K = 100
@@ -240,11 +235,12 @@ def apply_batch_size(cfg, batch: Optional[int]) -> None:
 def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
              raw_pixels: bool = False) -> Dict[str, float]:
     """kNN k=20 / k=200 on 60k -> 10k and a linear probe on ``probe_train`` train images."""
-    from mmssl_ext.apis.knn_eval import (RawPixels, build_model, load_backbone_weights)
+    from mmssl_ext.cli.knn_eval import RawPixels
     from mmssl_ext.evaluation.features import extract_features
     from mmssl_ext.evaluation.knn import knn_evaluate
     from mmssl_ext.evaluation.layer_probe import linear_probe
-    from mmssl_ext.utils.config import build_dataloader
+    from mmssl_ext.utils.checkpoint import load_backbone_weights
+    from mmssl_ext.utils.config import build_dataloader, build_model
     knn = cfg.knn_eval
     model = build_model(cfg, seed)
     if checkpoint not in ('random', 'pixels'):
@@ -305,7 +301,7 @@ def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict
 
 def run_method(name: str, config: str, args, preset: dict,
                rows: Optional[Dict[str, dict]] = None) -> dict:
-    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.cli import train as train_api
     from mmssl_ext.utils.config import load_config
     cfg = load_config(osp.join(REPO, config))
     cfg.merge_from_dict(OVERRIDES.get(name, {}))
@@ -392,8 +388,12 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line; ``args.methods``: the methods to train (the preset's by default,
+    ``supervised`` moved to ``args.baselines``), ``args.settings``: the preset with the flags'
+    budget and workers."""
+    p = argparse.ArgumentParser(prog='python -m benchmarks.quality',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
     p.add_argument('--methods', nargs='*', choices=sorted(METHODS) + ['all', 'supervised'],
                    help="methods (default: the preset's; none: only the baselines); "
@@ -413,7 +413,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                    "config's), the lr scaled linearly; fewer, larger steps use a GPU better")
     p.add_argument('--work-dir', default='work_dirs/benchmarks/quality')
     p.add_argument('--out', default=rep.RESULTS)
-    p.add_argument('--tag', help='results file name: quality_<tag>.json (default: the preset)')
+    p.add_argument('--tag', help='results file name: quality_<tag>.json (default: what it '
+                   'measures, see result_name)')
     p.add_argument('--seed', type=int,
                    help="training seed (default: the config's); the evaluation always uses 0")
     args = p.parse_args(argv)
@@ -428,6 +429,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if 'supervised' in methods:
         methods = [m for m in methods if m != 'supervised']
         args.baselines = list(dict.fromkeys(list(args.baselines) + ['supervised']))
+    args.methods, args.settings = list(methods), preset
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    preset, methods = args.settings, args.methods
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config
@@ -435,14 +443,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     # ClusterFit's cluster step takes too
     preset['subset'] = None if preset['full_train'] else load_config(
         osp.join(REPO, METHODS['pirl'])).train_dataloader.dataset.indices
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
     report = rep.new_report(
-        preset=args.preset, budget=preset['budget'], full_train=preset['full_train'],
-        probe_train=preset['probe_train'],
-        machine=rep.machine(preset['threads'], 'cuda' if torch.cuda.is_available() else 'cpu'),
-        rows={})
-    if argv is not None:
-        report['command'] = 'python benchmarks/quality.py ' + ' '.join(argv)
+        'benchmarks.quality', argv, preset=args.preset, budget=preset['budget'],
+        full_train=preset['full_train'], probe_train=preset['probe_train'],
+        machine=rep.machine(preset['threads'], device), rows={})
     if not args.dry_run:
+        args.tag = args.tag or result_name(args, device)
         cfg = load_config(osp.join(REPO, METHODS['pirl']))
         if 'pixels' in args.baselines:
             report['rows']['raw pixels'] = evaluate(cfg, 'pixels', preset['probe_train'],
@@ -465,8 +472,37 @@ def main(argv: Optional[List[str]] = None) -> dict:
     return report
 
 
+def config_seed(names: List[str]) -> Optional[int]:
+    """The training seed the configs of ``names`` share (``randomness.seed``), else None."""
+    from mmssl_ext.utils.config import load_config
+    seeds = {load_config(osp.join(REPO, SUPERVISED if n == 'supervised' else METHODS[n]))
+             .get('randomness', {}).get('seed') for n in names}
+    return seeds.pop() if len(seeds) == 1 else None
+
+
+def result_name(args: argparse.Namespace, device: str) -> str:
+    """``<methods>_<device>[-<preset>-preset]-<budget>[-b<batch>]_seed<N>`` (``all`` for every
+    method; the baselines' names when nothing is trained): what the results file of ``args``
+    (:func:`parse_args`) run on ``device`` holds."""
+    device = 'gpu' if device == 'cuda' else device
+    trained = [m for m in args.methods if m in METHODS]
+    if 'supervised' in args.baselines:
+        trained.append('supervised')
+    what = (['all'] + [m for m in trained if m not in METHODS] if set(METHODS) <= set(trained)
+            else trained) or [b for b in args.baselines if b != 'supervised']
+    setting = [device, f'{args.preset}-preset' if args.preset != device else '']
+    if args.only_random:
+        return rep.result_name(what, *setting, 'random-init')
+    if not trained:
+        return rep.result_name(what, *setting)
+    setting += [rep.count(args.settings['budget']),
+                f'b{args.batch_size}' if args.batch_size else '']
+    seed = args.seed if args.seed is not None else config_seed(trained)
+    return rep.result_name(what, *setting, seed=seed)
+
+
 def _write(report: dict, args) -> None:
-    rep.write(report, markdown(report), 'quality', args.tag or report['preset'], args.out)
+    rep.write(report, markdown(report), 'quality', args.tag, args.out)
 
 
 if __name__ == '__main__':

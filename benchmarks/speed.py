@@ -1,11 +1,11 @@
 """Training speed and memory per method at a fixed batch and resolution, as ratios to mmpretrain's
-MoCo v2 measured in the same run (issue 9).
+MoCo v2 measured in the same run.
 
-Methods: the Fashion-MNIST configs of ``benchmarks/quality.py`` (``METHODS`` with its
+Methods: the Fashion-MNIST configs of ``benchmarks.quality`` (``METHODS`` with its
 ``OVERRIDES``: ResNet-18 at half width, 32 px; ``mocov2`` is mmpretrain's MoCo v2, the reference,
 always measured; ClusterFit once, as ``clusterfit``: its fit step, the cluster step is in
-``kmeans.py``).  Every method runs in its own process (``--child NAME``, one JSON line back), so
-that its peak memory is its own.
+``benchmarks.kmeans``).  Every method runs in its own process (``--child NAME``, one JSON line
+back), so that its peak memory is its own.
 
 What is timed: the real training step of mmengine's ``Runner`` (``tools/train.py``'s config
 handling, so SyncBN is reverted to BN in one process, and the safety hooks run), i.e. the data
@@ -33,12 +33,12 @@ GPU (``--device cuda``): AMP with mmengine's ``AmpOptimWrapper`` (``--amp fp16|b
 ``--channels-last`` converts the model and its inputs (run with and without, keep what helps),
 ``cudnn.benchmark`` on, ``torch.cuda.synchronize`` around the timing.
 
-    .venv/bin/python benchmarks/speed.py                              # CPU, all methods, 2 threads
-    .venv/bin/python benchmarks/speed.py --methods pirl simclr --steps 20
-    .venv/bin/python benchmarks/speed.py --device cuda --amp fp16 --channels-last --tag gpu-cl
+    .venv/bin/python -m benchmarks.speed                         # CPU, all methods, 2 threads
+    .venv/bin/python -m benchmarks.speed --methods pirl simclr --steps 20
+    .venv/bin/python -m benchmarks.speed --device cuda --amp fp16 --channels-last
 
-Writes ``benchmarks/results/speed_<tag>.json`` and ``.md`` (default tag: the device), with the
-command, the machine and the date.
+Writes ``benchmarks/results/speed_<methods>_<device>[-<amp>][-cl][-b<batch>].json`` and ``.md``
+(``--tag`` names them instead), with the command, the machine and the date.
 """
 import argparse
 import itertools
@@ -52,15 +52,12 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from benchmarks import measure as mem  # noqa: E402
-from benchmarks import report as rep  # noqa: E402
-from benchmarks.quality import (CLUSTERFIT_PRE, KNOWN_IMAGES_PER_SAMPLE,  # noqa: E402
+from benchmarks import measure as mem
+from benchmarks import report as rep
+from benchmarks.quality import (CLUSTERFIT_PRE, KNOWN_IMAGES_PER_SAMPLE,
                                 METHODS as QUALITY_METHODS, OVERRIDES, REFERENCE_PIXELS,
                                 counting_pixels)
+from benchmarks.report import REPO
 
 #: quality.py's methods; of ClusterFit's rows only 'clusterfit': the others differ in N_pre, i.e.
 #: in the labels, not in the training step (the fit config's), which is what is timed here
@@ -76,7 +73,7 @@ AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 # ------------------------------------------------------------------------------------- child
 def build_config(name: str, args, work_dir: str):
     """The method's config as ``tools/train.py`` would run it, with the benchmark's loop."""
-    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.cli import train as train_api
     from mmssl_ext.utils.config import load_config
     config = osp.join(REPO, METHODS[name])
     cfg = load_config(config)
@@ -196,7 +193,7 @@ def child(name: str, args) -> dict:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device is available')
     import mmssl_ext  # noqa: F401
-    from mmssl_ext.apis.train import build_runner
+    from mmssl_ext.engine.runner import build_runner
     work_dir = tempfile.mkdtemp(prefix=f'speed_{name}_')
     state: Dict = {}
     try:
@@ -243,7 +240,7 @@ def child(name: str, args) -> dict:
 
 # ------------------------------------------------------------------------------------ parent
 def run_child(name: str, args) -> dict:
-    cmd = [sys.executable, osp.abspath(__file__), '--child', name, '--device', args.device,
+    cmd = [sys.executable, '-m', 'benchmarks.speed', '--child', name, '--device', args.device,
            '--batch', str(args.batch), '--steps', str(args.steps), '--warmup', str(args.warmup),
            '--batches', str(args.batches), '--threads', str(args.threads), '--amp', args.amp]
     if args.channels_last:
@@ -328,12 +325,24 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def result_name(args: argparse.Namespace) -> str:
+    """``<methods>_<device>[-<amp>][-cl][-b<batch>]`` (``all`` for every method; the reference,
+    always measured, named only when it is alone): what the results file of ``args`` holds."""
+    what = ['all'] if 'all' in args.methods or set(METHODS) <= set(args.methods) else \
+        [m for m in dict.fromkeys(args.methods) if m != REFERENCE] or [REFERENCE]
+    return rep.result_name(what, 'gpu' if args.device == 'cuda' else args.device,
+                           '' if args.amp == 'none' else args.amp,
+                           'cl' if args.channels_last else '',
+                           '' if args.batch == 64 else f'b{args.batch}')
+
+
 def _write(report: dict, args) -> None:
-    rep.write(report, markdown(report), 'speed', args.tag or report['device'], args.out)
+    rep.write(report, markdown(report), 'speed', args.tag, args.out)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='python -m benchmarks.speed',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--methods', nargs='+', choices=sorted(METHODS) + ['all'], default=['all'],
                    help=f'methods (default all; {REFERENCE} is always measured)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
@@ -351,7 +360,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='model and inputs in channels_last memory format')
     p.add_argument('--timeout', type=int, default=3600, help='seconds per method')
     p.add_argument('--out', default=rep.RESULTS)
-    p.add_argument('--tag', help='results file name: speed_<tag>.json (default: the device)')
+    p.add_argument('--tag', help='results file name: speed_<tag>.json (default: what it '
+                   'measures, see result_name)')
     p.add_argument('--child', choices=sorted(METHODS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'
@@ -382,12 +392,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
     methods = [REFERENCE] + [m for m in methods if m != REFERENCE]
     settings = dict(batch=args.batch, steps=args.steps, warmup=args.warmup,
                     threads=args.threads, amp=args.amp, channels_last=args.channels_last)
-    report = rep.new_report(device=args.device, settings=settings, reference=REFERENCE,
+    report = rep.new_report('benchmarks.speed', argv, device=args.device, settings=settings,
+                            reference=REFERENCE,
                             data=f'{args.batches} batches pre-loaded through the real pipeline '
                                  f'and cycled (data loading not timed)',
                             machine=rep.machine(args.threads, args.device), rows={})
-    if argv is not None:
-        report['command'] = 'python benchmarks/speed.py ' + ' '.join(argv)
+    args.tag = args.tag or result_name(args)
     for name in methods:
         if not osp.isfile(osp.join(REPO, METHODS[name])):
             report['rows'][name] = dict(config=METHODS[name], error='config missing')

@@ -1,5 +1,5 @@
 """Ours with one part swapped for the peer's, to find where a gap to lightly comes from
-(``results/README.md`` section 2).  Same harness as ``quality.py`` (budget, schedule,
+(``results/README.md`` section 2).  Same harness as ``benchmarks.quality`` (budget, schedule,
 evaluation, the CPU preset's data); each variant changes one thing in our config:
 
 * ``bilinear``: the views' ``RandomResizedCrop`` resizes bilinear (lightly's BYOL views) instead
@@ -8,44 +8,40 @@ evaluation, the CPU preset's data); each variant changes one thing in our config
   ``BYOLProjectionHead`` / ``BYOLPredictionHead``);
 * ``lightly-lars``: lightly's ``LARS`` class as the optimizer, with the config's lr, momentum,
   weight decay (lightly applies the lr after the momentum buffer, mmpretrain before);
-* ``lightly-views``: the method's lightly view transform, built as ``peers.py`` builds it
+* ``lightly-views``: the method's lightly view transform, built as ``benchmarks.peers`` builds it
   (torchvision on PIL), replaces our ``MultiView`` pipeline step; lightly normalises nothing,
   our data preprocessor normalises as always;
 * ``lightly-loop``: the other way round, only our *model* is kept: the config's model (as the
-  Runner builds it: mmpretrain's algorithm, neck, head, EMA target, loss) trains in ``peers.py``'s
-  plain loop, with everything else of the lightly run: its views, data loader, optimizer
-  (lightly's ``LARS`` / torch ``SGD``, lightly's weight-decay groups), ``CosineWarmupScheduler``.
-  Against the lightly row this isolates the model code; against ours, the loop and data.  It
-  combines with the changes to the model (``last-bias``, ``head-per-size``) only;
+  Runner builds it: mmpretrain's algorithm, neck, head, EMA target, loss) trains in
+  ``benchmarks.peers``' plain loop, with everything else of the lightly run: its views, data
+  loader, optimizer (lightly's ``LARS`` / torch ``SGD``, lightly's weight-decay groups),
+  ``CosineWarmupScheduler``.  Against the lightly row this isolates the model code; against
+  ours, the loop and data.  It combines with the changes to the model (``last-bias``,
+  ``head-per-size``) only;
 * ``head-per-size`` (DINO): ``model.head_per_crop_size=True``, the student's head runs once per
   crop size, as lightly's DINO benchmark calls it (``head(backbone(global crops))``, then the
   local crops), instead of once on the features of all crops (the official ``MultiCropWrapper``,
   our default): with a BatchNorm head (our Fashion-MNIST config) the global and the local crops
   get batch statistics of their own.
 
-    .venv/bin/python benchmarks/variants.py --method byol --variant lightly-views --budget 200000 --seed 0
+    .venv/bin/python -m benchmarks.variants --method byol --variant lightly-views --budget 200000
 
-Writes ``results/variants_<tag>.json`` / ``.md``.  Needs ``lightly`` for the ``lightly-*``
-variants (``benchmarks/requirements.txt``).
+Writes ``results/variants_<method>-with-<variants>_<device>-<budget>_seed<N>.json`` / ``.md``
+(``--tag`` names them instead).  Needs ``lightly`` for the ``lightly-*`` variants
+(``benchmarks/requirements.txt``).
 """
 import argparse
 import os
 import os.path as osp
-import sys
 import types
 from typing import List, Optional
 
 import numpy as np
 import torch
 
-BENCH = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(BENCH)
-for _p in (REPO, BENCH):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import quality  # noqa: E402
-from benchmarks import report as rep  # noqa: E402
+from benchmarks import quality
+from benchmarks import report as rep
+from benchmarks.report import REPO
 
 VARIANTS = ('bilinear', 'last-bias', 'lightly-lars', 'lightly-views', 'lightly-loop',
             'head-per-size')
@@ -64,7 +60,7 @@ def _multiview(cfg):
 
 def _lightly_peer(variant: str, method: str):
     """``peers.PEERS[method]``, or an error that names the variant and the methods it has."""
-    import peers
+    from benchmarks import peers
     if method not in peers.PEERS:
         raise ValueError(f'{variant}: no lightly peer for {method!r}; '
                          f'one of {sorted(peers.PEERS)}')
@@ -98,7 +94,7 @@ def _lightly_views_transform(method: str, cfg):
 
 def ours_in_lightly_loop(method: str):
     """The ``peers.Peer`` class that trains our model for ``method`` in lightly's loop."""
-    import peers
+    from benchmarks import peers
     from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
     from mmssl_ext.registry import MODELS
@@ -143,9 +139,9 @@ def ours_in_lightly_loop(method: str):
 
 
 def run_in_lightly_loop(method: str, cfg, args, preset: dict) -> dict:
-    """Train our model for ``method`` (``cfg``, changed by the other variants) in ``peers.py``'s
-    lightly loop, and evaluate it as every row is evaluated."""
-    import peers
+    """Train our model for ``method`` (``cfg``, changed by the other variants) in
+    ``benchmarks.peers``' lightly loop, and evaluate it as every row is evaluated."""
+    from benchmarks import peers
     peer_args = argparse.Namespace(seed=args.seed, dry_run=False, no_check_budget=True,
                                    skip_eval=False, work_dir=osp.join(args.work_dir, args.tag))
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -200,13 +196,22 @@ def apply_variant(cfg, method: str, variant: str) -> str:
         return "model.head_per_crop_size=True: the head runs once per crop size (lightly's)"
     if variant == 'lightly-loop':
         ours_in_lightly_loop(method)  # an unknown method fails here, before any training
-        return ("our model in peers.py's lightly loop (lightly's views, loader, optimizer, "
-                'scheduler)')
+        return ("our model in benchmarks.peers' lightly loop (lightly's views, loader, "
+                'optimizer, scheduler)')
     raise ValueError(f'unknown variant {variant!r}; one of {VARIANTS}')
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def result_name(args: argparse.Namespace, device: str) -> str:
+    """``<method>-with-<variants>_<device>-<budget>_seed<N>``: what the results file of ``args``
+    (:func:`parse_args`) run on ``device`` holds."""
+    return rep.result_name(f"{args.method}-with-{'+'.join(args.variant)}",
+                           'gpu' if device == 'cuda' else device, rep.count(args.budget),
+                           seed=args.seed)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='python -m benchmarks.variants',
+                                description=__doc__.splitlines()[0])
     p.add_argument('--method', required=True, choices=sorted(quality.METHODS))
     p.add_argument('--variant', nargs='+', required=True, choices=VARIANTS,
                    help='one or more, applied together')
@@ -214,7 +219,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--work-dir', default='work_dirs/benchmarks/variants')
     p.add_argument('--out', default=rep.RESULTS)
-    p.add_argument('--tag', help='default: <method>-<variants>-<budget>-seed<seed>')
+    p.add_argument('--tag', help='results file name: variants_<tag>.json (default: '
+                   '<method>-with-<variants>_<device>-<budget>_seed<seed>)')
     args = p.parse_args(argv)
     if {'bilinear', 'lightly-views'} <= set(args.variant):
         p.error('--variant bilinear and lightly-views both replace how the views are made: '
@@ -223,18 +229,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if 'lightly-loop' in args.variant and not_with_loop:
         p.error(f'--variant lightly-loop combines with {sorted(LOOP_COMBINES)} only, not '
                 f'{sorted(not_with_loop)}')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
     preset = dict(quality.PRESETS['cpu'], budget=args.budget)
     torch.set_num_threads(preset['threads'])
     import mmssl_ext  # noqa: F401
     from mmssl_ext.utils.config import load_config
     if 'lightly-loop' in args.variant:
-        import peers
+        from benchmarks import peers
         cfg = peers.method_cfg(args.method, preset)  # the config the lightly row is built from
     else:
         cfg = load_config(osp.join(REPO, quality.METHODS[args.method]))
     changes = [apply_variant(cfg, args.method, v) for v in args.variant]
-    args.tag = args.tag or \
-        f"{args.method}-{'+'.join(args.variant)}-{args.budget}-seed{args.seed}"
+    args.tag = args.tag or result_name(args, 'cuda' if torch.cuda.is_available() else 'cpu')
     tag = args.tag
     os.makedirs(args.work_dir, exist_ok=True)
     if 'lightly-loop' in args.variant:
@@ -247,10 +257,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                       batch_size=None, work_dir=work)
         row = quality.run_method(args.method, dumped, run_args, preset)
     row.update(config=quality.METHODS[args.method], variants=args.variant, changes=changes)
-    report = rep.new_report(budget=args.budget, machine=rep.machine(preset['threads']),
-                            rows={args.method: row})
-    if argv is not None:
-        report['command'] = 'python benchmarks/variants.py ' + ' '.join(argv)
+    report = rep.new_report('benchmarks.variants', argv, budget=args.budget,
+                            machine=rep.machine(preset['threads']), rows={args.method: row})
     md = '\n'.join([f'## Ours with parts swapped for the peer\'s ({report["date"]})', ''] +
                    rep.provenance(report) + [
         '| method | variant | changes | kNN k=20 | kNN k=200 | linear | iterations x batch | '

@@ -1,4 +1,4 @@
-"""benchmarks/quality.py.
+"""benchmarks.quality.
 
 The full-train budget: dropping a config's ``indices`` must resize what holds one entry per
 training image (memory banks, DeepCluster's label array), else the first sample index past the old
@@ -130,3 +130,38 @@ def test_clusterfit_from_a_method_needs_it_trained_first(tiny_tree, tmp_path):
         quality.clusterfit_clusters('clusterfit-pirl', _fit_cfg(tiny_tree),
                                     SimpleNamespace(work_dir=str(tmp_path)), dict(subset=10),
                                     rows={})
+
+
+def _default_result_name(harness: str, argv, machine: str) -> str:
+    """The name ``benchmarks.<harness>`` gives the files of ``argv`` (no ``--tag``) on the device
+    ``machine`` names."""
+    import importlib
+    module = importlib.import_module(f'benchmarks.{harness}')
+    device = 'cuda' if 'NVIDIA' in machine else 'cpu'
+    args = module.parse_args(argv)
+    if harness in ('quality', 'peers', 'variants'):
+        return module.result_name(args, device)
+    return module.result_name(args)
+
+
+def test_every_result_file_is_named_by_what_it_measures():
+    """Each results file is named as its harness now names the files of its command (the .md's
+    command line; the JSON keeps the command as it was run), with a .json and a .md of it."""
+    import glob
+    import json
+    import shlex
+    results = osp.join(REPO, 'benchmarks', 'results')
+    mds = sorted(glob.glob(osp.join(results, '*_*.md')))
+    assert len(mds) > 50
+    for md in mds:
+        base = osp.basename(md)[:-len('.md')]
+        with open(md) as f:
+            line = next(ln for ln in f if ln.startswith('Command: '))
+        cmd = shlex.split(line[len('Command: '):].strip().strip('`'))
+        assert cmd[:2] == ['python', '-m'] and cmd[2].startswith('benchmarks.'), line
+        harness = cmd[2][len('benchmarks.'):]
+        assert base.startswith(harness + '_'), (base, line)
+        with open(osp.join(results, base + '.json')) as f:
+            machine = json.load(f)['machine']
+        assert '--tag' not in cmd, line
+        assert f'{harness}_{_default_result_name(harness, cmd[3:], machine)}' == base, line

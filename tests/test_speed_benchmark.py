@@ -1,4 +1,4 @@
-"""benchmarks/speed.py runs each method in a child process: the child must see the packages the
+"""benchmarks.speed runs each method in a child process: the child must see the packages the
 parent sees (a PYTHONPATH-carried stack on a GPU machine) plus the repo, and on the CPU no GPU."""
 import os
 import types

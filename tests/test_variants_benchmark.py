@@ -1,4 +1,4 @@
-"""benchmarks/variants.py: each variant changes exactly the part of our config it names, and the
+"""benchmarks.variants: each variant changes exactly the part of our config it names, and the
 lightly views come out as what our PackInputs / data preprocessor take."""
 import os.path as osp
 
@@ -83,13 +83,13 @@ def test_lightly_loop_combines_with_model_changes_only(capsys):
 
 
 def _loop_peer(cfg=None):
-    import peers
+    from benchmarks import peers
     cfg = cfg or peers.method_cfg('byol', dict(quality.PRESETS['cpu']))
     return variants.ours_in_lightly_loop('byol')(cfg)
 
 
 def test_lightly_loop_trains_what_the_runner_would_and_counts_the_backbone():
-    import peers
+    from benchmarks import peers
     torch = pytest.importorskip('torch')
     peer = _loop_peer()
     trained = {id(p) for m in peer.trained_modules() for p in m.parameters()}
@@ -155,7 +155,7 @@ def test_lightly_loop_model_computes_lightlys_byol_step():
     projector / predictor's first layer has a bias (followed by BN: no effect), lightly's last
     layer has one (set to 0 here)."""
     pytest.importorskip('lightly')
-    import peers
+    from benchmarks import peers
     import torch
     torch.manual_seed(0)
     ours = _loop_peer()
@@ -193,7 +193,7 @@ def _dino_pair(use_bn: bool, variant=()):
     """Our DINO (as lightly-loop runs it, after ``variant``) and the lightly peer, with the same
     weights: lightly's head gets ours (its hidden layers have no bias where BN follows; ours has
     one, zero at init and cancelled by the BN), both teachers start as copies of the students."""
-    import peers
+    from benchmarks import peers
     import torch
     cfg = peers.method_cfg('dino', dict(quality.PRESETS['cpu']))
     cfg.model.head.use_bn = use_bn
@@ -277,7 +277,7 @@ def test_lightly_loop_dino_steps_its_teacher_and_freeze_on_the_loops_optimizer()
     they act in lightly's loop too: one step of the loop's own optimizer moves the teacher once
     and leaves the frozen last layer as it was."""
     pytest.importorskip('lightly')  # the loop's weight-decay groups are lightly's
-    import peers
+    from benchmarks import peers
     import torch
     torch.manual_seed(0)
     peer = variants.ours_in_lightly_loop('dino')(
