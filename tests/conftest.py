@@ -20,7 +20,7 @@ def tiny_moco_ckpt(tiny_tree, tmp_path_factory):
     """A real checkpoint of the Fashion-MNIST MoCo v2 config, from a 2-iteration tools/train.py run
     on the tiny tree (full mmengine checkpoint: state_dict, optimizer, message_hub, meta)."""
     from tests.helpers import MOCO_FMNIST_CFG, tiny_moco_options
-    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.cli import train as train_api
     work = str(tmp_path_factory.mktemp('tiny_moco'))
     train_api.main([MOCO_FMNIST_CFG, '--work-dir', work, '--cfg-options',
                     *tiny_moco_options(tiny_tree, work, max_iters=2, ckpt_interval=2)])
@@ -53,7 +53,7 @@ def tiny_pirl_ckpt(tiny_tree, tmp_path_factory):
     """A real checkpoint of the Fashion-MNIST PIRL config after 2 tools/train.py iterations on the
     tiny tree (memory bank sized to it)."""
     from tests.helpers import REPO
-    from mmssl_ext.apis import train as train_api
+    from mmssl_ext.cli import train as train_api
     work = str(tmp_path_factory.mktemp('tiny_pirl'))
     train_api.main([
         f'{REPO}/configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', '--work-dir', work,

@@ -12,7 +12,7 @@ from mmengine.hooks import Hook
 from mmpretrain.models import selfsup
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import HOOKS
 from mmssl_ext.utils.config import load_config
 from tests.helpers import REPO

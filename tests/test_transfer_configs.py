@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from mmssl_ext.apis import detection_transfer, train as train_api
+from mmssl_ext.cli import detection_transfer, train as train_api
 from mmssl_ext.datasets.subset import write_subsets
 from mmssl_ext.engine.hooks.pretrained_check import PretrainedKeysError
 from mmssl_ext.utils.config import load_config

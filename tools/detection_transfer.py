@@ -1,10 +1,8 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.detection_transfer` (`python tools/detection_transfer.py -h`)."""
-import os.path as osp
-import sys
+"""Detection transfer of several backbones (bbox mAP table).
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.detection_transfer import main  # noqa: E402
+See `python tools/detection_transfer.py -h`.
+"""
+from mmssl_ext.cli.detection_transfer import main
 
 if __name__ == '__main__':
     main()

@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.extract_backbone` (see `python tools/extract_backbone.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.extract_backbone import main  # noqa: E402
+"""Keep only the backbone weights of a checkpoint; see `python tools/extract_backbone.py -h`."""
+from mmssl_ext.cli.extract_backbone import main
 
 if __name__ == '__main__':
     main()

@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.knn_eval` (see `python tools/knn_eval.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.knn_eval import main  # noqa: E402
+"""Weighted-kNN evaluation of a backbone; see `python tools/knn_eval.py -h`."""
+from mmssl_ext.cli.knn_eval import main
 
 if __name__ == '__main__':
     main()

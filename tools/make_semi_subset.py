@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.datasets.subset` (see `python tools/make_semi_subset.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.datasets.subset import main  # noqa: E402
+"""Class-balanced label subsets; see `python tools/make_semi_subset.py -h`."""
+from mmssl_ext.cli.make_semi_subset import main
 
 if __name__ == '__main__':
     main()

@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.test` (see `python tools/test.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.test import main  # noqa: E402
+"""Test a model (same flags as mmpretrain's tools/test.py); see `python tools/test.py -h`."""
+from mmssl_ext.cli.test import main
 
 if __name__ == '__main__':
     main()

@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.train` (see `python tools/train.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.train import main  # noqa: E402
+"""Train a model (same flags as mmpretrain's tools/train.py); see `python tools/train.py -h`."""
+from mmssl_ext.cli.train import main
 
 if __name__ == '__main__':
     main()

@@ -23,8 +23,9 @@ import torch
 from mmengine.config import Config, DictAction
 from torch.utils.data import DataLoader, Subset
 
-from mmssl_ext.apis.knn_eval import _knn_cfg, build_model, load_backbone_weights
-from mmssl_ext.utils.config import build_dataloader, load_config
+from mmssl_ext.cli.knn_eval import _knn_cfg
+from mmssl_ext.utils.checkpoint import load_backbone_weights
+from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 RANDOM = 'random'
 
@@ -104,7 +105,7 @@ def load_model(cfg: Config, checkpoint: str, seed: int = 0) -> torch.nn.Module:
     """The config's model (seeded random init) with ``checkpoint``'s backbone, in eval mode.
 
     ``checkpoint='random'`` keeps the random initialisation.  A checkpoint that does not fit the
-    backbone raises :func:`~mmssl_ext.apis.knn_eval.load_backbone_weights`' ``ValueError``.
+    backbone raises :func:`~mmssl_ext.utils.checkpoint.load_backbone_weights`' ``ValueError``.
     """
     model = build_model(cfg, seed)
     if checkpoint != RANDOM:

@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import Config, DictAction
 
 import mmssl_ext  # noqa: F401  registers everything
-from mmssl_ext.apis import train as train_api
-from mmssl_ext.apis.analysis_common import RANDOM, parse_checkpoints
+from mmssl_ext.cli import train as train_api
+from mmssl_ext.cli.analysis_common import RANDOM, parse_checkpoints
 from mmssl_ext.engine.hooks.pretrained_check import load_state
 from mmssl_ext.utils.config import load_config
 
@@ -94,8 +94,9 @@ def train_one(config: str, name: str, checkpoint: Optional[str], work_dir: str,
     out = {k.split('/')[-1]: float(v.current()) for k, v in scalars.items()
            if k.startswith('val/') and k.split('/')[-1] in METRIC_KEYS}
     if 'bbox_mAP' not in out:
+        val_keys = sorted(k for k in scalars if k.startswith('val/'))
         raise RuntimeError(f'run {name!r} in {osp.join(work_dir, name)} produced no bbox mAP '
-                           f'(validation metrics: {sorted(k for k in scalars if k.startswith("val/"))})')
+                           f'(validation metrics: {val_keys})')
     out['train_seconds'] = round(train_s, 1)
     return out
 

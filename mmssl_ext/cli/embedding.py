@@ -13,9 +13,9 @@ score and the 2-D kNN accuracy of each picture (:mod:`mmssl_ext.evaluation.embed
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from mmssl_ext.apis.analysis_common import (build_split_loader, class_names, common_parser,
-                                            load_analysis_config, load_model, parse_checkpoints,
-                                            quiet_init_logs, safe_name, write_json)
+from mmssl_ext.cli.analysis_common import (build_split_loader, class_names, common_parser,
+                                           load_analysis_config, load_model, parse_checkpoints,
+                                           quiet_init_logs, safe_name, write_json)
 from mmssl_ext.evaluation.embedding import (UMAP_MISSING, embedding_scores, plot_embedding,
                                             tsne_embedding, umap_available, umap_embedding)
 from mmssl_ext.evaluation.features import extract_features

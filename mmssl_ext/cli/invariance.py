@@ -22,9 +22,9 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from mmssl_ext.apis.analysis_common import (RANDOM, build_split_loader, common_parser,
-                                            load_analysis_config, load_model, parse_checkpoints,
-                                            quiet_init_logs, write_json)
+from mmssl_ext.cli.analysis_common import (RANDOM, build_split_loader, common_parser,
+                                           load_analysis_config, load_model, parse_checkpoints,
+                                           quiet_init_logs, write_json)
 from mmssl_ext.evaluation.invariance import (REPRESENTATIONS, check_pirl, check_transforms,
                                              distance_stats, format_stats,
                                              invariance_distances, plot_distance_histograms,
@@ -141,8 +141,8 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
 
 def main(argv: Optional[List[str]] = None) -> dict:
     p = common_parser(TOOL, 'invariance of representations to image transforms (PIRL Fig. 7)')
-    p.add_argument('--transforms', nargs='+', choices=['rotation', 'jigsaw', 'augment',
-                                                      'identity'],
+    p.add_argument('--transforms', nargs='+',
+                   choices=['rotation', 'jigsaw', 'augment', 'identity'],
                    help='transforms (default rotation jigsaw augment)')
     p.add_argument('--repr', dest='representation', choices=list(REPRESENTATIONS),
                    default='backbone',

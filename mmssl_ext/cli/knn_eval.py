@@ -10,7 +10,6 @@ CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-onl
 adds the random-init numbers, measured with the same protocol, to the report.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -18,56 +17,13 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner.utils import set_random_seed
 
 import mmssl_ext  # noqa: F401  registers everything
-from mmssl_ext.utils.config import build_dataloader, load_config
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
-from mmssl_ext.registry import MODELS
-from mmssl_ext.utils.checkpoint import check_keys, load_checkpoint_safe
-
-
-def build_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
-    """Build ``cfg.model`` with its default (random) initialisation, seeded."""
-    from mmengine.registry import DefaultScope
-    scope = cfg.get('default_scope', 'mmpretrain')
-    if not DefaultScope.check_instance_created('mmssl_knn_eval'):
-        DefaultScope.get_instance('mmssl_knn_eval', scope_name=scope)
-    set_random_seed(seed)
-    model_cfg = copy.deepcopy(cfg.model)
-    # as mmengine's Runner does: a top-level data_preprocessor (mmpretrain's dataset bases put
-    # it there) applies when the model does not set its own
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(model_cfg)
-    if hasattr(model, 'init_weights'):
-        model.init_weights()
-    return model
-
-
-def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, list]:
-    """Load a full or backbone-only checkpoint into ``model.backbone``.
-
-    Raises:
-        ValueError: the checkpoint lacks backbone weights or has other shapes (names the file
-            and the keys).
-    """
-    ckpt = load_checkpoint_safe(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    if any(k.startswith('backbone.') for k in state):
-        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    report = check_keys(model.backbone.state_dict(), state)
-    missing, mismatched = report['missing'], report['mismatched']
-    if missing or mismatched:
-        raise ValueError(
-            f'{checkpoint} does not fit the {type(model.backbone).__name__} backbone of the '
-            f'config: {len(missing)} weights missing (e.g. {missing[:3]}), {len(mismatched)} '
-            f'of another shape (e.g. {mismatched[:2]}); wrong architecture or not a backbone '
-            f'checkpoint')
-    result = model.backbone.load_state_dict(state, strict=False)
-    return dict(missing=result.missing_keys, unexpected=result.unexpected_keys)
+# build_model / load_backbone_weights lived here before utils: kept importable from here
+from mmssl_ext.utils.checkpoint import load_backbone_weights  # noqa: F401
+from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 
 def _knn_cfg(cfg: Config, config_path: str) -> Config:

@@ -16,9 +16,9 @@ writes ``layer_probe.json`` and ``layer_probe.png`` into ``--work-dir``
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from mmssl_ext.apis.analysis_common import (build_split_loader, common_parser,
-                                            load_analysis_config, load_model, parse_checkpoints,
-                                            quiet_init_logs, write_json)
+from mmssl_ext.cli.analysis_common import (build_split_loader, common_parser,
+                                           load_analysis_config, load_model, parse_checkpoints,
+                                           quiet_init_logs, write_json)
 from mmssl_ext.evaluation.layer_probe import (check_method, extract_stage_features,
                                               format_table, plot_layer_probe, probe_stages,
                                               select_stages)

@@ -10,9 +10,9 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
 
 import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.cli.train import _default_dataloader_cfg, loader_defaults
+from mmssl_ext.engine.runner import build_runner, finalize_dataloader_cfgs
 from mmssl_ext.utils.config import load_config
-from mmssl_ext.apis.train import (_default_dataloader_cfg, build_runner, loader_defaults,
-                                  finalize_dataloader_cfgs)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -14,7 +14,6 @@ file when it is reached, and this module checks the whole list on demand:
 * ``tools/check_data.py CONFIG``: builds the config's training (or val / test) dataset and
   checks it, naming the missing files (first few + count); exit status 1 when any is missing.
 """
-import argparse
 import os
 import os.path as osp
 from dataclasses import dataclass, field
@@ -139,25 +138,12 @@ def build_dataset_from_config(config: str, split: str = 'train',
         return DATASETS.build(loader['dataset'])
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, FileCheck]:
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(
-        description='check that every image of a config\'s dataset exists')
-    p.add_argument('config', help='config file (or pkg::path)')
-    p.add_argument('--split', nargs='+', default=['train'], choices=['train', 'val', 'test'],
-                   help='which dataloaders\' datasets to check (default: train)')
-    p.add_argument('--max-listed', type=int, default=10, help='missing files to print')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override settings of the config, xxx=yyy')
-    args = p.parse_args(argv)
-    results = {}
-    for split in args.split:
-        dataset = build_dataset_from_config(args.config, split, args.cfg_options)
-        results[split] = res = check_dataset(dataset)
-        print(f'[{split}] {res.summary(args.max_listed)}')
-    return results
+def __getattr__(name):  # deprecated aliases of the entry points that moved to the CLI layer
+    if name in ('main', 'cli'):
+        import warnings
 
-
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with an exit status: 1 when a file is missing."""
-    return 0 if all(r.ok for r in main(argv).values()) else 1
+        from mmssl_ext.cli import check_data as _cli
+        warnings.warn(f'{__name__}.{name} moved to mmssl_ext.cli.check_data.{name}',
+                      DeprecationWarning, stacklevel=2)
+        return getattr(_cli, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -12,7 +12,6 @@ drawn from an mmpretrain annotation file (``<relative path> <label>`` per line, 
 * lines keep the order of the source file, so the output is a valid annotation file for the
   ``ImageNet`` / ``CustomDataset`` classes: ``ann_file='meta/train_1pct.txt'``.
 """
-import argparse
 import os
 import os.path as osp
 from collections import defaultdict
@@ -88,19 +87,12 @@ def write_subsets(ann_file: str, percents: Sequence[float] = (1, 10), seed: int 
     return written
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[float, str]:
-    p = argparse.ArgumentParser(
-        description='Write class-balanced, seeded label subsets of an annotation file '
-                    '(e.g. meta/train.txt -> meta/train_1pct.txt, meta/train_10pct.txt).')
-    p.add_argument('ann_file', help='"<path> <label>" per line, e.g. data/fashion_mnist/meta/'
-                                    'train.txt')
-    p.add_argument('--percent', type=float, nargs='+', default=[1, 10])
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out-dir', default=None, help='default: next to ann_file')
-    args = p.parse_args(argv)
-    written = write_subsets(args.ann_file, args.percent, args.seed, args.out_dir)
-    for pct, path in written.items():
-        with open(path) as f:
-            n = sum(1 for _ in f)
-        print(f'{pct:g}% subset: {n} images -> {path}')
-    return written
+def __getattr__(name):  # deprecated aliases of the entry points that moved to the CLI layer
+    if name in ('main',):
+        import warnings
+
+        from mmssl_ext.cli import make_semi_subset as _cli
+        warnings.warn(f'{__name__}.{name} moved to mmssl_ext.cli.make_semi_subset.{name}',
+                      DeprecationWarning, stacklevel=2)
+        return getattr(_cli, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

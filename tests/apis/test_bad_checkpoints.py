@@ -10,8 +10,8 @@ import os.path as osp
 import pytest
 import torch
 
-from mmssl_ext.apis import knn_eval
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import knn_eval
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.engine.hooks.pretrained_check import PretrainedCheckHook, PretrainedKeysError
 from tests.engine.test_pretrained_check_hook import Model, _init, _runner, _save
 from tests.helpers import REPO

@@ -6,7 +6,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import DATASETS
 from mmssl_ext.utils.config_errors import (ConfigKeyError, accepted_arguments,
                                            explain_config_errors, explain_type_error)

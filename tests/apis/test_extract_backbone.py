@@ -4,7 +4,7 @@ import torch
 from mmssl_ext.utils.config import load_config
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.apis.extract_backbone import extract_backbone, main as extract_main
+from mmssl_ext.cli.extract_backbone import extract_backbone, main as extract_main
 
 
 def _expected_backbone(ckpt_path):

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from mmssl_ext.apis import knn_eval
-from mmssl_ext.apis.extract_backbone import extract_backbone
+from mmssl_ext.cli import knn_eval
+from mmssl_ext.cli.extract_backbone import extract_backbone
 from tests.helpers import MOCO_FMNIST_CFG, tiny_moco_options
 
 

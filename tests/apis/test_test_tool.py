@@ -6,7 +6,7 @@ import torch
 from mmssl_ext.utils.config import load_config
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.apis import test as test_api
+from mmssl_ext.cli import test as test_api
 
 
 def test_test_tool_metrics_and_predictions(tiny_tree, tmp_path):

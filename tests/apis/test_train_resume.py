@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import HOOKS
 from tests.helpers import MOCO_FMNIST_CFG, tiny_moco_options
 

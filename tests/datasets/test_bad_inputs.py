@@ -13,7 +13,7 @@ import torch
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.datasets.checks import check_annotation, check_dataset, check_files
 from mmssl_ext.datasets.checks import main as check_data_main
 from mmssl_ext.datasets.transforms import (ImageLoadError, LoadImageFromFileChecked,

@@ -24,7 +24,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.engine.atomic_checkpoint import (ATOMIC_BACKEND, PARTIAL_SUFFIX,
                                                 AtomicCheckpointHook, AtomicLocalBackend,
                                                 atomic_write, remove_partial_files,

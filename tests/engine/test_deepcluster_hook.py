@@ -20,7 +20,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.clustering import kmeans
 from mmssl_ext.datasets import samplers as samplers_mod
 from mmssl_ext.datasets.samplers import ClusterUniformSampler

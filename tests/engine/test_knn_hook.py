@@ -1,7 +1,7 @@
 """KNNEvalHook evaluates during training and logs what a direct evaluation gives."""
 from mmengine.config import Config
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.evaluation import extract_features, knn_evaluate
 from tests.helpers import MOCO_FMNIST_CFG, tiny_moco_options
 

@@ -9,7 +9,7 @@ import pytest
 import torch.nn as nn
 from mmengine.dataset import ConcatDataset, RepeatDataset
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.engine.hooks import MemoryBankSizeCheckHook
 from mmssl_ext.engine.hooks.memory_bank_check import num_sample_indices
 from mmssl_ext.models.memories.memory_bank import MemoryBank

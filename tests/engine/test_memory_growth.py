@@ -24,7 +24,7 @@ from typing import Dict, List, Tuple
 
 from mmengine.hooks import Hook
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import ROOT_HOOKS
 from tests.helpers import REPO
 

@@ -8,7 +8,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import BaseModel
 
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.engine.hooks import NaNLossCheckHook, NonFiniteLossError
 from mmssl_ext.engine.hooks.nan_check import non_finite_terms
 from mmssl_ext.registry import MODELS

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from mmssl_ext.apis import embedding as embedding_api
+from mmssl_ext.cli import embedding as embedding_api
 from mmssl_ext.evaluation.embedding import (UMAP_MISSING, embedding_scores, knn_accuracy_2d,
                                             plot_embedding, tsne_embedding)
 from mmssl_ext.evaluation.plots import PNG_SIGNATURE

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmssl_ext.apis import invariance as invariance_api
-from mmssl_ext.apis.analysis_common import load_analysis_config, subset_indices
-from mmssl_ext.apis.extract_backbone import extract_backbone
-from mmssl_ext.apis.knn_eval import build_model
+from mmssl_ext.cli import invariance as invariance_api
+from mmssl_ext.cli.analysis_common import load_analysis_config, subset_indices
+from mmssl_ext.cli.extract_backbone import extract_backbone
+from mmssl_ext.cli.knn_eval import build_model
 from mmssl_ext.evaluation.invariance import (augment_view, invariance_distances, jigsaw_cells,
                                              jigsaw_image, jigsaw_patch_view, jigsaw_view,
                                              random_permutation, reference_distances,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import DictAction
 
-from mmssl_ext.apis import layer_probe as layer_probe_api
-from mmssl_ext.apis.analysis_common import load_analysis_config
-from mmssl_ext.apis.knn_eval import build_model
+from mmssl_ext.cli import layer_probe as layer_probe_api
+from mmssl_ext.cli.analysis_common import load_analysis_config
+from mmssl_ext.cli.knn_eval import build_model
 from mmssl_ext.evaluation.layer_probe import (ResNetStages, check_resnet_like,
                                               extract_stage_features, linear_probe, pool_stage,
                                               pooled_size, select_stages, standardize,
@@ -244,7 +244,7 @@ def test_layer_probe_errors(tiny_tree, tiny_pirl_ckpt, tmp_path):
 
 
 def test_checkpoint_arguments(tmp_path):
-    from mmssl_ext.apis.analysis_common import parse_checkpoints
+    from mmssl_ext.cli.analysis_common import parse_checkpoints
     a, b = tmp_path / 'a' / 'iter_9.pth', tmp_path / 'b' / 'iter_9.pth'
     for p in (a, b):
         p.parent.mkdir()

@@ -11,7 +11,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.utils.lab import ABQuantizer, lab_to_rgb, rgb_to_lab
 from mmssl_ext.registry import MODELS
 from tests.helpers import REPO, free_port, gloo_group

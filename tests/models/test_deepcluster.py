@@ -11,7 +11,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.datasets import samplers as samplers_mod
 from mmssl_ext.datasets.samplers import ClusterUniformSampler
 from mmssl_ext.registry import MODELS

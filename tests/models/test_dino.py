@@ -16,7 +16,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401  (registration)
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.losses import DINOLoss
 from mmssl_ext.registry import MODELS
 from tests.apis.test_exact_resume import _COMMON, _check_exact_resume

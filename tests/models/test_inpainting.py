@@ -12,7 +12,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.heads.inpainting_head import ContextEncoderHead
 from mmssl_ext.registry import MODELS, TRANSFORMS
 from tests.helpers import REPO
@@ -290,7 +290,7 @@ def test_fmnist_config_trains_two_iterations(tiny_tree, tmp_path):
         resnet = MODELS.build(dict(type='ResNet', depth=18, stem_channels=32, base_channels=32))
     resnet.load_state_dict(backbone_sd, strict=True)
     # tools/knn_eval.py: the model's preprocessor (test mode) + backbone on ordinary images
-    from mmssl_ext.apis import knn_eval
+    from mmssl_ext.cli import knn_eval
     knn_opts = [f'knn_eval.{s}_dataloader.{k}' for s in ('train', 'val')
                 for k in (f'dataset.data_root={tiny_tree}', 'num_workers=0')]
     res = knn_eval.main([FMNIST_CFG, osp.join(work, 'iter_2.pth'), '--ks', '3',

@@ -12,7 +12,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import MODELS
 from mmssl_ext.utils.checkpoint import load_checkpoint_safe
 from tests.apis.test_exact_resume import _COMMON, _check_exact_resume

@@ -14,7 +14,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.memories import ODCMemory
 from mmssl_ext.models.memories.odc_memory import odc_class_weights
 from mmssl_ext.registry import MODELS

@@ -2,7 +2,7 @@
 import torch
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.apis.extract_backbone import extract_backbone
+from mmssl_ext.cli.extract_backbone import extract_backbone
 from mmssl_ext.utils.config import load_config
 from tests.helpers import REPO
 

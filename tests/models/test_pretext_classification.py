@@ -10,7 +10,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import mmssl_ext  # noqa: F401
-from mmssl_ext.apis import train as train_api
+from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import MODELS
 from mmssl_ext.utils.config import load_config
 from tests.helpers import REPO
@@ -205,7 +205,7 @@ def test_pretext_backbone_transfers_to_linear_probe(name, tiny_tree, tmp_path):
     """Every pretext backbone drops into the Fashion-MNIST linear-probe benchmark config like
     PIRL's (tools/extract_backbone.py; Colorization's 1-channel conv1 replicated to RGB)."""
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-    from mmssl_ext.apis.extract_backbone import extract_backbone
+    from mmssl_ext.cli.extract_backbone import extract_backbone
     work = str(tmp_path / name)
     train_api.main([
         osp.join(REPO, ALL_PRETEXT[name]), '--work-dir', work, '--cfg-options',

@@ -1,11 +1,8 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.embedding`
-(see `python tools/analysis/embedding.py -h`)."""
-import os.path as osp
-import sys
+"""t-SNE (and UMAP) pictures of a backbone's features.
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from mmssl_ext.apis.embedding import main  # noqa: E402
+See `python tools/analysis/embedding.py -h`.
+"""
+from mmssl_ext.cli.embedding import main
 
 if __name__ == '__main__':
     main()

@@ -1,11 +1,8 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.invariance`
-(see `python tools/analysis/invariance.py -h`)."""
-import os.path as osp
-import sys
+"""Invariance of representations to image transforms.
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from mmssl_ext.apis.invariance import main  # noqa: E402
+See `python tools/analysis/invariance.py -h`.
+"""
+from mmssl_ext.cli.invariance import main
 
 if __name__ == '__main__':
     main()

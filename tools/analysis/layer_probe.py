@@ -1,11 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.layer_probe`
-(see `python tools/analysis/layer_probe.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from mmssl_ext.apis.layer_probe import main  # noqa: E402
+"""Per-stage linear / kNN probe; see `python tools/analysis/layer_probe.py -h`."""
+from mmssl_ext.cli.layer_probe import main
 
 if __name__ == '__main__':
     main()

@@ -1,0 +1,9 @@
+"""Deprecated alias of :mod:`mmssl_ext.cli.test` (moved there; kept for one release)."""
+import sys
+import warnings
+
+from mmssl_ext.cli import test as _moved
+
+warnings.warn('mmssl_ext.apis.test moved to mmssl_ext.cli.test; the old name goes in the next '
+              'release', DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = _moved

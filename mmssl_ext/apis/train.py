@@ -1,0 +1,9 @@
+"""Deprecated alias of :mod:`mmssl_ext.cli.train` (moved there; kept for one release)."""
+import sys
+import warnings
+
+from mmssl_ext.cli import train as _moved
+
+warnings.warn('mmssl_ext.apis.train moved to mmssl_ext.cli.train; the old name goes in the next '
+              'release', DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = _moved
