@@ -29,7 +29,7 @@ from mmssl_ext.evaluation.invariance import (REPRESENTATIONS, check_pirl, check_
                                              distance_stats, format_stats,
                                              invariance_distances, plot_distance_histograms,
                                              reference_distances)
-from mmssl_ext.utils.checkpoint import load_checkpoint_safe
+from mmssl_ext.utils.checkpoint import load_checkpoint_safe, state_dict_of
 
 TOOL = 'invariance'
 HEAD_PREFIXES = ('neck.', 'transform_neck.')
@@ -41,9 +41,7 @@ def load_pirl_heads(model: torch.nn.Module, checkpoint: str) -> None:
     Raises:
         ValueError: the file has no head weights (a backbone-only file) or they do not fit.
     """
-    ckpt = load_checkpoint_safe(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    state = state_dict_of(load_checkpoint_safe(checkpoint), source=checkpoint)
     heads = {k: v for k, v in state.items() if k.startswith(HEAD_PREFIXES)}
     if not heads:
         raise ValueError(f'{checkpoint} has no PIRL head weights (neck.* / transform_neck.*): '

@@ -29,10 +29,11 @@ draws another sample (up to ``max_refetch`` times, training mode only).  Every s
 logged as a warning that names it and recorded in the class-level :attr:`skipped` dict
 (``path -> reason``; per process, i.e. per dataloader worker).
 
-``tools/train.py`` swaps the plain ``LoadImageFromFile`` of every mmpretrain-scoped
-``train_dataloader`` pipeline for this transform (see
-:func:`mmssl_ext.apis.train.use_checked_image_loading`), and adds the dataset's annotation file to
-the error; other pipelines opt in with ``dict(type='LoadImageFromFileChecked', ...)``.
+The runtime base (``ssl_runtime.checked_image_loading``) swaps the plain ``LoadImageFromFile`` of
+every mmpretrain-scoped ``train_dataloader`` pipeline for this transform (see
+:func:`mmssl_ext.engine.runner.use_checked_image_loading`), and ``SSLRunner`` adds the dataset's
+annotation file to the error; other pipelines opt in with
+``dict(type='LoadImageFromFileChecked', ...)``.
 """
 import io
 import logging

@@ -56,7 +56,7 @@ gloo processes).  On GPUs, kernels without a deterministic implementation
 use ``randomness=dict(seed=..., deterministic=True)``.  ``EpochBasedTrainLoop`` only resumes
 exactly from end-of-epoch checkpoints (mmengine restarts an interrupted epoch from its start).
 
-Usage: ``tools/train.py`` adds the hook through :func:`add_exact_resume_hooks`; in a config::
+Usage: the runtime base (``configs/_base_/default_runtime.py``) adds it to every run; by hand::
 
     custom_hooks = [dict(type='RNGStateHook')]
 """
@@ -242,23 +242,12 @@ class RNGStateHook(PerRankStateHook):
 def add_exact_resume_hooks(cfg):
     """Append ``dict(type='RNGStateHook')`` to ``cfg.custom_hooks`` unless one is there, and make
     mmpretrain's ``SwAVHook`` a ``ResumableSwAVHook`` (same arguments; its queue then travels in
-    the checkpoint: :mod:`mmssl_ext.engine.hooks.swav_queue`).
+    the checkpoint: :mod:`mmssl_ext.engine.hooks.swav_queue`); returns ``cfg``.
 
-    Called by ``tools/train.py``'s merge step, so every run writes its RNG state (and SwAV's
-    queue) into its checkpoints and ``--resume`` continues as if never stopped.  Returns ``cfg``.
+    The runtime base (``configs/_base_/default_runtime.py``) declares both for every config; this
+    is the same for a config built by hand.
     """
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    for i, h in enumerate(hooks):
-        if isinstance(h, dict) and h.get('type') in ('SwAVHook', 'mmpretrain.SwAVHook'):
-            hooks[i] = dict(h, type='ResumableSwAVHook')
-            print_log('tools/train.py: SwAVHook -> ResumableSwAVHook (same arguments), so that '
-                      'the SwAV queue is saved in the checkpoints', logger='current')
-    for h in hooks:
-        htype = h.get('type') if isinstance(h, dict) else h
-        if htype is RNGStateHook or isinstance(htype, RNGStateHook) or (
-                isinstance(htype, str) and htype.split('.')[-1] == 'RNGStateHook'):
-            break
-    else:
-        hooks.append(dict(type='RNGStateHook'))
-    cfg.custom_hooks = hooks
+    from mmssl_ext.engine.runner import add_runtime_hooks, use_resumable_swav
+    use_resumable_swav(cfg)
+    add_runtime_hooks(cfg, [dict(type='RNGStateHook')])
     return cfg

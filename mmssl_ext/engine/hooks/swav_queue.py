@@ -31,7 +31,8 @@ Usage: the Fashion-MNIST SwAV config names it; in any SwAV config, replace the h
 
     custom_hooks = [dict(type='ResumableSwAVHook', batch_size=32, ...)]  # SwAVHook's arguments
 
-``tools/train.py`` swaps a ``SwAVHook`` for it (see :func:`add_exact_resume_hooks`).
+The runtime base (``ssl_runtime.resumable_swav``, :mod:`mmssl_ext.engine.runner`) swaps a
+``SwAVHook`` for it in every config that inherits it.
 """
 from typing import Any, Dict, List
 
