@@ -253,7 +253,8 @@ def use_atomic_checkpoints(cfg):
     ``cfg.default_hooks.checkpoint`` when it is mmengine's ``CheckpointHook`` (by name, any scope
     prefix, or the class) writing to the local file system: no ``backend_args`` /
     ``file_client_args`` and no URI ``out_dir``.  A config without a checkpoint hook
-    (``checkpoint=None``), with another hook type, or with its own storage is left as it is.  Idempotent; returns ``cfg``.
+    (``checkpoint=None``), with another hook type, or with its own storage is left as it is.
+    Idempotent; returns ``cfg``.
     """
     hooks = cfg.get('default_hooks', None)
     if not hooks:
