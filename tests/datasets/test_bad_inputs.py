@@ -211,6 +211,8 @@ def test_train_tool_names_the_broken_file_and_keeps_earlier_checkpoints(tiny_tre
 def test_missing_file_error_names_the_annotation_file(tiny_tree, tmp_path):
     """The path tools/train.py takes for a missing file (same as for a broken one above)."""
     from types import SimpleNamespace
+
+    from mmssl_ext.engine.runner import _name_annotation_file
     tree = _tree_copy(tiny_tree, tmp_path)
     gone = osp.join(tree, 'train', _train_lines(tree)[2])
     os.remove(gone)
@@ -220,7 +222,7 @@ def test_missing_file_error_names_the_annotation_file(tiny_tree, tmp_path):
             pipeline=[dict(type='LoadImageFromFileChecked')])))
     with pytest.raises(MissingImageError) as e:
         ds[2]
-    err = train_api._name_annotation_file(
+    err = _name_annotation_file(
         e.value, SimpleNamespace(train_dataloader=SimpleNamespace(dataset=ds)))
     assert isinstance(err, MissingImageError)
     msg = str(err)

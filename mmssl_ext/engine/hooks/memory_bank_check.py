@@ -13,9 +13,9 @@ the config key to set::
     Set --cfg-options model.memory_bank.length=1281167
 
 A bank longer than the training set works (the extra rows are never updated, yet drawn as
-negatives) and is logged as a warning.  ``tools/train.py`` adds the hook to every config (see
-:func:`mmssl_ext.apis.train.add_safety_hooks`); for a model without a memory bank it does
-nothing.
+negatives) and is logged as a warning.  The runtime base (``ssl_runtime.hooks``) adds the hook
+to every config (see :func:`mmssl_ext.engine.runner.add_runtime_hooks`); for a model without a
+memory bank it does nothing.
 """
 import logging
 from typing import List, Tuple

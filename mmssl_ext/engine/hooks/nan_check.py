@@ -12,8 +12,8 @@ every non-finite loss term, e.g.::
     checkpoint, work_dirs/x/iter_16.pth, is intact ...
 
 so the checkpoint of the failing iteration is never written and the earlier ones stay as they
-were.  ``tools/train.py`` adds the hook to every config that does not list it (see
-:func:`mmssl_ext.apis.train.add_safety_hooks`).
+were.  The runtime base (``ssl_runtime.hooks``) adds the hook to every config that does not
+list it (see :func:`mmssl_ext.engine.runner.add_runtime_hooks`).
 
 DDP: each rank checks its own losses; with a world size > 1 the verdict is all-reduced (one
 1-element all-reduce per iteration), so every rank stops at the same iteration instead of the
