@@ -1,0 +1,1 @@
+"""Research experiments built on ClusterFit (not part of :mod:`mmssl_ext.clusterfit`'s API)."""

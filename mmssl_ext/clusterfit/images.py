@@ -1,0 +1,135 @@
+"""The images of a cluster / soft-target step: a non-shuffled dataloader over an
+:class:`~mmssl_ext.clusterfit.options.ImageSource`, and the image list (paths relative to the image
+prefix, dataset labels) the step writes next to its results."""
+import copy
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import numpy as np
+from mmengine.config import Config
+
+from mmssl_ext.utils.config import build_dataloader, load_config
+from .options import ImageSource
+
+
+def _pipeline(img_size: int, crop_ratio: Optional[float]) -> list:
+    if crop_ratio:  # ImageNet evaluation: short side to size / ratio, centre crop
+        return [dict(type='LoadImageFromFile'),
+                dict(type='ResizeEdge', scale=int(round(img_size / crop_ratio)), edge='short'),
+                dict(type='CenterCrop', crop_size=img_size),
+                dict(type='PackInputs')]
+    return [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(img_size, img_size)),
+            dict(type='PackInputs')]
+
+
+def _has_labels(ann_path: str) -> bool:
+    with open(ann_path) as f:
+        for line in f:
+            if line.strip():
+                parts = line.strip().rsplit(' ', 1)
+                return len(parts) == 2 and parts[1].lstrip('-').isdigit()
+    return False
+
+
+def cluster_loader_cfg(source: ImageSource, data_cfg: Optional[Config] = None,
+                       data_cfg_name: str = '') -> dict:
+    """Dataloader config for the images of ``source``, in a fixed (non-shuffled) order;
+    ``data_cfg`` is the loaded ``source.data_config`` (unused with ``data_root``)."""
+    s = source
+    if s.data_root is not None:
+        with_label = True  # a folder tree without list file: labels from the sub-folders
+        if s.ann_file:
+            path = s.ann_file if osp.isabs(s.ann_file) else osp.join(s.data_root, s.ann_file)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'--ann-file {s.ann_file}: {path} does not exist')
+            with_label = _has_labels(path)  # a plain list of paths works too
+        dataset = dict(type='CustomDataset', data_root=s.data_root, ann_file=s.ann_file or '',
+                       data_prefix=s.data_prefix or '', with_label=with_label,
+                       pipeline=_pipeline(s.img_size, s.crop_ratio))
+        loader = dict(batch_size=s.batch_size or 64, num_workers=2, dataset=dataset,
+                      collate_fn=dict(type='default_collate'))
+    else:
+        if data_cfg is None:
+            raise ValueError('no images: pass --data-config (a config with a knn_eval section), '
+                             '--config, or --data-root [--ann-file] [--data-prefix]')
+        knn = data_cfg.get('knn_eval', None)
+        if knn is None or 'train_dataloader' not in knn:
+            raise KeyError(f'{data_cfg_name} has no `knn_eval.train_dataloader` to take the '
+                           f"images from: inherit 'configs/_base_/datasets/fmnist_knn.py', pass "
+                           f'--data-config, or --data-root [--ann-file] [--data-prefix]')
+        loader = copy.deepcopy(knn['train_dataloader'])
+        loader = loader.to_dict() if hasattr(loader, 'to_dict') else dict(loader)
+    loader['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    loader['persistent_workers'] = False
+    if s.batch_size:
+        loader['batch_size'] = s.batch_size
+    if s.num_workers is not None:
+        loader['num_workers'] = s.num_workers
+    if s.num_samples:
+        loader['dataset']['indices'] = int(s.num_samples)
+    return loader
+
+
+def image_list(dataset) -> Tuple[List[str], np.ndarray, str, str]:
+    """``(paths relative to the image prefix, labels or -1, data_root, image prefix)``."""
+    prefix = dataset.data_prefix.get('img_path', '') if isinstance(
+        dataset.data_prefix, dict) else ''
+    root = getattr(dataset, 'data_root', '') or ''
+    rel, labels = [], []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        path = info.get('img_path')
+        if path is None:
+            raise ValueError(f'{type(dataset).__name__} sample {i} has no img_path: ClusterFit '
+                             f'needs an image-file dataset (CustomDataset / ImageNet)')
+        if prefix:
+            if not path.startswith(prefix):
+                raise ValueError(f'{path} is not under the dataset image prefix {prefix}')
+            path = path[len(prefix):].lstrip('/\\')
+        rel.append(path)
+        gt = info.get('gt_label', -1)
+        labels.append(int(np.asarray(gt).reshape(-1)[0]) if gt is not None else -1)
+    for p in rel:
+        if p != p.strip() or '\n' in p:
+            raise ValueError(f'image path {p!r} has a line break or surrounding spaces: it '
+                             f'cannot be written to an annotation file')
+    return rel, np.asarray(labels, dtype=np.int64), root, prefix
+
+
+class ImageList:
+    """The images of a cluster / soft-target step: loader (fixed order) + what to write."""
+
+    def __init__(self, loader, data_name: Optional[str], num_samples: Optional[int],
+                 from_config: bool):
+        self.loader = loader
+        self.dataset = loader.dataset
+        self.rel_paths, self.labels, self.root, self.img_prefix = image_list(self.dataset)
+        self.data_name = data_name
+        self.num_samples = num_samples
+        self.from_config = from_config
+
+    def summary(self) -> dict:
+        """The ``data`` entry of a summary: where the images are (read back by fit / distill)."""
+        root, prefix = self.root, self.img_prefix
+        return dict(data_root=root, data_root_abs=osp.abspath(root) if root else '',
+                    img_prefix=prefix, img_prefix_abs=osp.abspath(prefix),
+                    data_prefix=osp.relpath(prefix, root) if root else prefix,
+                    dataset=type(self.dataset).__name__,
+                    from_config=self.data_name if self.from_config else None,
+                    num_samples=self.num_samples)
+
+
+def build_image_loader(source: ImageSource, seed: int = 0) -> ImageList:
+    """The (non-shuffled) images of ``source`` (``--data-root ...``, else the
+    ``knn_eval.train_dataloader`` of ``source.data_config``: see
+    :meth:`~mmssl_ext.clusterfit.options.ImageSource.or_config`)."""
+    source.validate()
+    data_cfg = None
+    if source.data_root is None and source.data_config is not None:
+        data_cfg = load_config(source.data_config)
+        if source.data_cfg_options:
+            data_cfg.merge_from_dict(source.data_cfg_options)
+    loader_cfg = cluster_loader_cfg(source, data_cfg, source.data_config or '')
+    loader = build_dataloader(loader_cfg, seed=seed)
+    return ImageList(loader, source.data_config, source.num_samples,
+                     from_config=source.data_root is None)
