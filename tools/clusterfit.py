@@ -1,10 +1,5 @@
-"""Thin CLI; the logic is in :mod:`mmssl_ext.apis.clusterfit` (`python tools/clusterfit.py -h`)."""
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-
-from mmssl_ext.apis.clusterfit import main  # noqa: E402
+"""Thin CLI; the logic is in :mod:`mmssl_ext.clusterfit` (`python tools/clusterfit.py -h`)."""
+from mmssl_ext.cli.clusterfit import main
 
 if __name__ == '__main__':
     main()
