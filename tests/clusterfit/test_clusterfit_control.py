@@ -8,8 +8,11 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mmssl_ext.apis import clusterfit, clusterfit_control
-from mmssl_ext.apis.clusterfit_control import inject_label_noise
+from mmssl_ext import clusterfit
+from mmssl_ext.cli.clusterfit import main
+from mmssl_ext.clusterfit.experiments import noise_control as clusterfit_control
+from mmssl_ext.clusterfit.experiments.noise_control import inject_label_noise
+from tests.helpers import REPO
 
 
 # ------------------------------------------------------------------------------ noise injection
@@ -78,14 +81,15 @@ def _argv(tree, work, *extra):
     return ['noise-control', '--work-dir', work, '--data-root', tree, '--noise', '50',
             '--classes-a', '0', '1', '--iters', '2', '--width', '8', '--batch-size', '4',
             '--k', '3', '--num-workers', '0', '--knn-k', '3', '--linear-probe',
-            '--train-per-class', '0', '--eval-train-per-class', '0', *extra]
+            '--train-per-class', '0', '--eval-train-per-class', '0',
+            '--config', osp.join(REPO, clusterfit_control.DEFAULT_CONFIG), *extra]
 
 
 def test_noise_control_end_to_end_and_resumable(tmp_path, monkeypatch):
     tree = _four_class_tree(str(tmp_path / 'tree'))
     monkeypatch.chdir(tmp_path)
     work = 'work'  # relative, as on the command line; the lists are read relative to data_root
-    res = clusterfit.main(_argv(tree, work))
+    res = main(_argv(tree, work))
 
     level = res['levels']['noise_50']
     assert level['realised_noise'] == 0.5 and level['num_flipped'] == 6  # 12 A images
@@ -120,14 +124,14 @@ def test_noise_control_end_to_end_and_resumable(tmp_path, monkeypatch):
     # a re-run trains and evaluates nothing
     def no_training(*a, **k):
         raise AssertionError('a finished step was run again')
-    monkeypatch.setattr(clusterfit, 'train_with_overrides', no_training)
-    monkeypatch.setattr(clusterfit, 'extract_logits', no_training)
+    monkeypatch.setattr(clusterfit_control, 'train_config', no_training)
+    monkeypatch.setattr(clusterfit_control, 'extract_logits', no_training)
     monkeypatch.setattr('mmssl_ext.evaluation.extract_features', no_training)
-    again = clusterfit.main(_argv(tree, work))
+    again = main(_argv(tree, work))
     assert again['levels'] == res['levels']
     # other training settings in the same work dir are refused
     with pytest.raises(ValueError, match=r'other training settings \(k: 3 there, 2 now\)'):
-        clusterfit.main(_argv(tree, work, '--k', '2'))
+        main(_argv(tree, work, '--k', '2'))
 
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
@@ -136,7 +140,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, capsys)
     nc = clusterfit_control.NoiseControl(
         str(tmp_path / 'work'), tree, noise=[0], classes_a=[0, 1], train_per_class=None,
         eval_train_per_class=None, width=8, batch_size=4, iters=4, num_workers=0,
-        ckpt_interval=2, knn_k=[3])
+        ckpt_interval=2, knn_k=[3], config=osp.join(REPO, clusterfit_control.DEFAULT_CONFIG))
     nc.prepare_data()
     ann = nc.noisy_labels(0)['ann_file']
     # an "interrupted" run: 2 of the iterations done, checkpoint written, no done.json

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmssl_ext.apis import clusterfit
-from mmssl_ext.apis.extract_backbone import extract_backbone
+from mmssl_ext import clusterfit
+from mmssl_ext.cli.clusterfit import main
+from mmssl_ext.clustering import nmi
+from mmssl_ext.utils.checkpoint import extract_backbone
 from tests.helpers import MOCO_FMNIST_CFG, REPO, NUM_TINY_CLASSES
 
 FIT_CFG = osp.join(REPO, 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py')
@@ -56,9 +58,9 @@ def _check_outputs(out, k, n=N_TRAIN):
 def test_annotation_round_trips_through_custom_dataset(tiny_tree, tiny_moco_ckpt, tmp_path):
     from mmpretrain.datasets import CustomDataset
     out = str(tmp_path / 'clusters')
-    s = clusterfit.main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
-                         '--k', '3', '--out-dir', out, '--save-features', '--cfg-options',
-                         *_knn_data(tiny_tree)])
+    s = main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
+              '--k', '3', '--out-dir', out, '--save-features', '--cfg-options',
+              *_knn_data(tiny_tree)])
     paths, labels, summary = _check_outputs(out, 3)
     assert summary['source']['kind'] == 'config' and summary['empty_clusters_reseeded'] >= 0
     assert 0 <= s['nmi_vs_dataset_labels'] <= 1
@@ -78,8 +80,8 @@ def test_annotation_round_trips_through_custom_dataset(tiny_tree, tiny_moco_ckpt
     bb = str(tmp_path / 'bb.pth')
     extract_backbone(tiny_moco_ckpt, bb)
     out_b = str(tmp_path / 'clusters_bb')
-    clusterfit.main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', bb, '--k', '3',
-                     '--out-dir', out_b, '--cfg-options', *_knn_data(tiny_tree)])
+    main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', bb, '--k', '3',
+          '--out-dir', out_b, '--cfg-options', *_knn_data(tiny_tree)])
     paths_b, labels_b, summary_b = _check_outputs(out_b, 3)
     assert paths_b == paths and labels_b.tolist() == labels.tolist()
     assert summary_b['source']['checkpoint'] == osp.abspath(bb)
@@ -89,9 +91,9 @@ def test_cluster_from_pirl_checkpoint_earlier_layer_and_pca(tiny_tree, tiny_pirl
                                                             tmp_path):
     cfg = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py')
     out = str(tmp_path / 'c')
-    clusterfit.main(['cluster', '--config', cfg, '--checkpoint', tiny_pirl_ckpt, '--k', '4',
-                     '--layer', '2', '--pca-dim', '8', '--out-dir', out, '--cfg-options',
-                     *_knn_data(tiny_tree)])
+    main(['cluster', '--config', cfg, '--checkpoint', tiny_pirl_ckpt, '--k', '4',
+          '--layer', '2', '--pca-dim', '8', '--out-dir', out, '--cfg-options',
+          *_knn_data(tiny_tree)])
     _, _, summary = _check_outputs(out, 4)
     assert summary['feature_dim'] == 128  # stage 2 of the half-width ResNet-18
     assert summary['clustered_dim'] == 8 and np.load(osp.join(out, 'pca.npz'))['A'].shape == \
@@ -104,9 +106,9 @@ def test_cluster_from_torchvision_with_local_weights(tiny_tree, tmp_path):
     weights = str(tmp_path / 'r18.pth')
     torch.save(torchvision.models.resnet18().state_dict(), weights)
     out = str(tmp_path / 'tv')
-    clusterfit.main(['cluster', '--torchvision', 'resnet18', '--weights', weights, '--k', '3',
-                     '--data-root', tiny_tree, '--ann-file', 'meta/train.txt', '--data-prefix',
-                     'train', '--num-workers', '0', '--batch-size', '8', '--out-dir', out])
+    main(['cluster', '--torchvision', 'resnet18', '--weights', weights, '--k', '3',
+          '--data-root', tiny_tree, '--ann-file', 'meta/train.txt', '--data-prefix',
+          'train', '--num-workers', '0', '--batch-size', '8', '--out-dir', out])
     paths, _, summary = _check_outputs(out, 3)
     assert paths == _meta_paths(tiny_tree)
     assert summary['source'] == dict(kind='torchvision', name='resnet18',
@@ -115,9 +117,9 @@ def test_cluster_from_torchvision_with_local_weights(tiny_tree, tmp_path):
     assert summary['feature_dim'] == 512
     # an earlier stage, and a folder tree without a list file (CustomDataset scans it)
     out2 = str(tmp_path / 'tv2')
-    clusterfit.main(['cluster', '--torchvision', 'resnet18', '--weights', weights, '--k', '2',
-                     '--layer', '1', '--data-root', osp.join(tiny_tree, 'train'),
-                     '--num-workers', '0', '--num-samples', '10', '--out-dir', out2])
+    main(['cluster', '--torchvision', 'resnet18', '--weights', weights, '--k', '2',
+          '--layer', '1', '--data-root', osp.join(tiny_tree, 'train'),
+          '--num-workers', '0', '--num-samples', '10', '--out-dir', out2])
     paths2, _, summary2 = _check_outputs(out2, 2, n=10)
     assert summary2['feature_dim'] == 128 and all(p.startswith('class') for p in paths2)
 
@@ -127,35 +129,35 @@ def test_torchvision_errors_are_named(tiny_tree, tmp_path):
     base = ['cluster', '--k', '2', '--data-root', tiny_tree, '--ann-file', 'meta/train.txt',
             '--data-prefix', 'train', '--num-workers', '0', '--out-dir', str(tmp_path / 'o')]
     with pytest.raises(ValueError, match='needs --weights.*never downloads'):
-        clusterfit.main(base + ['--torchvision', 'resnet18'])
+        main(base + ['--torchvision', 'resnet18'])
     wrong = str(tmp_path / 'r34.pth')
     torch.save(torchvision.models.resnet34().state_dict(), wrong)
     with pytest.raises(ValueError, match=r'r34.pth does not fit torchvision resnet18: 0 weights '
                        r'missing.*unexpected.*layer1.2'):
-        clusterfit.main(base + ['--torchvision', 'resnet18', '--weights', wrong])
+        main(base + ['--torchvision', 'resnet18', '--weights', wrong])
     with pytest.raises(ValueError, match="unknown torchvision model 'resnet19'"):
-        clusterfit.main(base + ['--torchvision', 'resnet19', '--weights', 'random'])
+        main(base + ['--torchvision', 'resnet19', '--weights', 'random'])
     assert not (tmp_path / 'o').exists()
 
 
 def test_k_larger_than_n_via_cli_writes_nothing(tiny_tree, tmp_path):
     out = tmp_path / 'clusters'
     with pytest.raises(ValueError, match=f'k=25 clusters from {N_TRAIN} images'):
-        clusterfit.main(['cluster', '--torchvision', 'resnet18', '--weights', 'random',
-                         '--k', '25', '--data-root', tiny_tree, '--ann-file', 'meta/train.txt',
-                         '--data-prefix', 'train', '--num-workers', '0', '--out-dir', str(out)])
+        main(['cluster', '--torchvision', 'resnet18', '--weights', 'random',
+              '--k', '25', '--data-root', tiny_tree, '--ann-file', 'meta/train.txt',
+              '--data-prefix', 'train', '--num-workers', '0', '--out-dir', str(out)])
     assert not out.exists()
     assert os.listdir(tmp_path) == []
 
 
 def test_fit_trains_on_the_pseudo_labels(tiny_tree, tmp_path):
     clusters = str(tmp_path / 'clusters')
-    clusterfit.main(['cluster', '--torchvision', 'resnet18', '--weights', 'random', '--k', '5',
-                     '--data-root', tiny_tree, '--ann-file', 'meta/train.txt', '--data-prefix',
-                     'train', '--num-workers', '0', '--out-dir', clusters])
+    main(['cluster', '--torchvision', 'resnet18', '--weights', 'random', '--k', '5',
+          '--data-root', tiny_tree, '--ann-file', 'meta/train.txt', '--data-prefix',
+          'train', '--num-workers', '0', '--out-dir', clusters])
     work = str(tmp_path / 'fit')
-    out = clusterfit.main(['fit', FIT_CFG, '--clusters', clusters, '--work-dir', work,
-                           '--cfg-options', *_fit_opts(tiny_tree)])
+    out = main(['fit', FIT_CFG, '--clusters', clusters, '--work-dir', work,
+                '--cfg-options', *_fit_opts(tiny_tree)])
     assert out['num_classes'] == 5 and osp.isfile(out['checkpoint'])
     state = torch.load(out['checkpoint'], map_location='cpu', weights_only=False)['state_dict']
     assert state['head.fc.weight'].shape == (5, 256)  # half-width ResNet-18
@@ -169,18 +171,18 @@ def test_fit_refuses_images_that_are_not_there(tiny_tree, tmp_path):
     (clusters / clusterfit.ANN_FILE).write_text('class0/00000.png 0\nnope/x.png 1\n')
     with pytest.raises(FileNotFoundError, match=r'1 of 2 images are not under .*train '
                        r'\(first: nope/x.png\)'):
-        clusterfit.main(['fit', FIT_CFG, '--clusters', str(clusters), '--work-dir',
-                         str(tmp_path / 'w'), '--cfg-options',
-                         f'train_dataloader.dataset.data_root={tiny_tree}'])
+        main(['fit', FIT_CFG, '--clusters', str(clusters), '--work-dir',
+              str(tmp_path / 'w'), '--cfg-options',
+              f'train_dataloader.dataset.data_root={tiny_tree}'])
 
 
 def test_run_chains_cluster_fit_extract(tiny_tree, tiny_moco_ckpt, tmp_path, capsys):
-    from mmssl_ext.apis.knn_eval import build_model, load_backbone_weights
-    from mmssl_ext.utils.config import load_config
+    from mmssl_ext.utils.checkpoint import load_backbone_weights
+    from mmssl_ext.utils.config import build_model, load_config
     work = str(tmp_path / 'run')
-    out = clusterfit.main(['run', FIT_CFG, '--pretrained-config', MOCO_FMNIST_CFG,
-                           '--checkpoint', tiny_moco_ckpt, '--k', '3', '--num-samples', '18',
-                           '--work-dir', work, '--cfg-options', *_fit_opts(tiny_tree)])
+    out = main(['run', FIT_CFG, '--pretrained-config', MOCO_FMNIST_CFG,
+                '--checkpoint', tiny_moco_ckpt, '--k', '3', '--num-samples', '18',
+                '--work-dir', work, '--cfg-options', *_fit_opts(tiny_tree)])
     _check_outputs(work, 3, n=18)
     printed = capsys.readouterr().out
     for key in ('ann_file', 'checkpoint', 'backbone'):
@@ -196,16 +198,16 @@ def test_run_chains_cluster_fit_extract(tiny_tree, tiny_moco_ckpt, tmp_path, cap
 
 def test_nmi():
     a = np.array([0, 0, 1, 1, 2, 2])
-    assert clusterfit.nmi(a, a) == pytest.approx(1.0)
-    assert clusterfit.nmi(a, (a + 1) % 3) == pytest.approx(1.0)  # relabelling
-    assert clusterfit.nmi(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+    assert nmi(a, a) == pytest.approx(1.0)
+    assert nmi(a, (a + 1) % 3) == pytest.approx(1.0)  # relabelling
+    assert nmi(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
     # by hand: b determines a, so I = H(a) = log 2; H(b) = 1.5 log 2; I / mean(H) = 0.8
-    assert clusterfit.nmi(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])) == \
+    assert nmi(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])) == \
         pytest.approx(0.8)
     sklearn_metrics = pytest.importorskip('sklearn.metrics')
     rng = np.random.RandomState(0)
     x, y = rng.randint(0, 5, 200), rng.randint(0, 7, 200)
-    assert clusterfit.nmi(x, y) == pytest.approx(
+    assert nmi(x, y) == pytest.approx(
         sklearn_metrics.normalized_mutual_info_score(x, y), rel=1e-6)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmssl_ext.apis import clusterfit
+from mmssl_ext import clusterfit
+from mmssl_ext.cli.clusterfit import main
 from tests.helpers import MOCO_FMNIST_CFG, NUM_TINY_CLASSES, REPO
 
 FIT_CFG = osp.join(REPO, 'configs/clusterfit/clusterfit-fit_r18-w32_1xb64-3000it_fmnist.py')
@@ -29,8 +30,7 @@ def _meta(tree):
 def tiny_classifier(tmp_path_factory):
     """A full checkpoint of the fit config's ImageClassifier with a 3-class head."""
     from mmengine.registry import DefaultScope
-    from mmssl_ext.apis.knn_eval import build_model
-    from mmssl_ext.utils.config import load_config
+    from mmssl_ext.utils.config import build_model, load_config
     cfg = load_config(FIT_CFG)
     cfg.model.head.num_classes = 3
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -42,9 +42,9 @@ def tiny_classifier(tmp_path_factory):
 
 
 def _soft_logits(tree, ckpt, out, *extra):
-    return clusterfit.main(['soft-targets', '--config', FIT_CFG, '--checkpoint', ckpt,
-                            '--temperature', '2', *_data(tree), '--out-dir', out,
-                            '--cfg-options', 'model.head.num_classes=3', *extra])
+    return main(['soft-targets', '--config', FIT_CFG, '--checkpoint', ckpt,
+                 '--temperature', '2', *_data(tree), '--out-dir', out,
+                 '--cfg-options', 'model.head.num_classes=3', *extra])
 
 
 def test_logits_soft_targets_in_annotation_order(tiny_tree, tiny_classifier, tmp_path):
@@ -87,10 +87,10 @@ def test_centroid_soft_targets(tiny_tree, tiny_moco_ckpt, tmp_path):
     knn = ['knn_eval.train_dataloader.dataset.data_root=' + tiny_tree,
            'knn_eval.train_dataloader.num_workers=0']
     clusters = str(tmp_path / 'clusters')
-    clusterfit.main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
-                     '--k', '3', '--out-dir', clusters, '--save-features', '--cfg-options', *knn])
+    main(['cluster', '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
+          '--k', '3', '--out-dir', clusters, '--save-features', '--cfg-options', *knn])
     # from the saved features, written next to train_clusters.txt (default out dir)
-    s = clusterfit.main(['soft-targets', '--clusters', clusters, '--temperature', '0.5'])
+    s = main(['soft-targets', '--clusters', clusters, '--temperature', '0.5'])
     assert s['mode'] == 'centroids' and s['out_dir'] == clusters and s['k'] == 3
     probs = np.load(osp.join(clusters, clusterfit.SOFT_TARGETS_FILE))
     ann = [line.split() for line in open(osp.join(clusters, clusterfit.ANN_FILE))]
@@ -109,28 +109,28 @@ def test_centroid_soft_targets(tiny_tree, tiny_moco_ckpt, tmp_path):
         float((ref.argmax(1) == np.array([int(r[1]) for r in ann])).mean()), abs=1e-4)
     # re-extracting with the same N_pre and images gives the same targets
     again = str(tmp_path / 'again')
-    clusterfit.main(['soft-targets', '--clusters', clusters, '--temperature', '0.5',
-                     '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
-                     '--out-dir', again, '--cfg-options', *knn])
+    main(['soft-targets', '--clusters', clusters, '--temperature', '0.5',
+          '--config', MOCO_FMNIST_CFG, '--checkpoint', tiny_moco_ckpt,
+          '--out-dir', again, '--cfg-options', *knn])
     np.testing.assert_allclose(np.load(osp.join(again, clusterfit.SOFT_TARGETS_FILE)), probs,
                                rtol=1e-4, atol=1e-6)
     # other images than the cluster step's are refused
     with pytest.raises(ValueError, match=r'not those of .*train_clusters.txt: 10 vs 24 images'):
-        clusterfit.main(['soft-targets', '--clusters', clusters, '--config', MOCO_FMNIST_CFG,
-                         '--checkpoint', tiny_moco_ckpt, '--num-samples', '10',
-                         '--out-dir', str(tmp_path / 'x'), '--cfg-options', *knn])
+        main(['soft-targets', '--clusters', clusters, '--config', MOCO_FMNIST_CFG,
+              '--checkpoint', tiny_moco_ckpt, '--num-samples', '10',
+              '--out-dir', str(tmp_path / 'x'), '--cfg-options', *knn])
 
 
 def test_soft_target_errors(tiny_tree, tiny_moco_ckpt, tmp_path):
     with pytest.raises(ValueError, match='has no classification head.*--clusters DIR'):
-        clusterfit.main(['soft-targets', '--config', MOCO_FMNIST_CFG, '--checkpoint',
-                         tiny_moco_ckpt, *_data(tiny_tree), '--out-dir', str(tmp_path / 'o')])
+        main(['soft-targets', '--config', MOCO_FMNIST_CFG, '--checkpoint',
+              tiny_moco_ckpt, *_data(tiny_tree), '--out-dir', str(tmp_path / 'o')])
     with pytest.raises(ValueError, match='needs --out-dir'):
-        clusterfit.main(['soft-targets', '--config', FIT_CFG, '--checkpoint', tiny_moco_ckpt])
+        main(['soft-targets', '--config', FIT_CFG, '--checkpoint', tiny_moco_ckpt])
     with pytest.raises(ValueError, match='no head weights'):
         # the classifier config with a MoCo checkpoint: its backbone fits, but no head
-        clusterfit.main(['soft-targets', '--config', FIT_CFG, '--checkpoint', tiny_moco_ckpt,
-                         *_data(tiny_tree), '--out-dir', str(tmp_path / 'o')])
+        main(['soft-targets', '--config', FIT_CFG, '--checkpoint', tiny_moco_ckpt,
+              *_data(tiny_tree), '--out-dir', str(tmp_path / 'o')])
     assert not (tmp_path / 'o').exists()
 
 
@@ -139,11 +139,11 @@ def test_distill_trains_on_soft_targets(tiny_tree, tiny_classifier, tmp_path):
     soft = str(tmp_path / 'soft')
     _soft_logits(tiny_tree, ckpt, soft)
     work = str(tmp_path / 'distill')
-    out = clusterfit.main(['distill', DISTILL_CFG, '--soft-targets', soft, '--work-dir', work,
-                           '--cfg-options', 'train_dataloader.batch_size=4',
-                           'train_dataloader.num_workers=0', 'train_cfg.max_iters=3',
-                           'default_hooks.checkpoint.interval=3',
-                           'default_hooks.logger.interval=1'])
+    out = main(['distill', DISTILL_CFG, '--soft-targets', soft, '--work-dir', work,
+                '--cfg-options', 'train_dataloader.batch_size=4',
+                'train_dataloader.num_workers=0', 'train_cfg.max_iters=3',
+                'default_hooks.checkpoint.interval=3',
+                'default_hooks.logger.interval=1'])
     assert out['num_classes'] == 3 and out['temperature'] == 2.0
     assert osp.isfile(out['checkpoint']) and out['checkpoint'].endswith('iter_3.pth')
     state = torch.load(out['checkpoint'], map_location='cpu', weights_only=True)['state_dict']
@@ -158,5 +158,5 @@ def test_distill_trains_on_soft_targets(tiny_tree, tiny_classifier, tmp_path):
     assert len(losses) == 3 and all(np.isfinite(losses)) and min(losses) >= 0
     # a config without SoftLabelDataset is refused, naming the fix
     with pytest.raises(ValueError, match=r"trains on CustomDataset; it needs .*SoftLabelDataset"):
-        clusterfit.main(['distill', FIT_CFG, '--soft-targets', soft, '--work-dir',
-                         str(tmp_path / 'w')])
+        main(['distill', FIT_CFG, '--soft-targets', soft, '--work-dir',
+              str(tmp_path / 'w')])
