@@ -266,7 +266,7 @@ def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
 def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict]) -> dict:
     """ClusterFit's cluster step for ``name``; points ``cfg`` (the fit config) at its output
     and returns what the row records about N_pre and the clusters."""
-    from mmssl_ext.apis import clusterfit as cf
+    from mmssl_ext import clusterfit as cf
     pre = CLUSTERFIT_PRE[name]
     if pre is None:  # the `random init` row's network
         pre_config, checkpoint = osp.join(REPO, METHODS['pirl']), 'random'
@@ -283,9 +283,10 @@ def clusterfit_clusters(name: str, cfg, args, preset: dict, rows: Dict[str, dict
     data_config = osp.join(args.work_dir, f'{name}-images.py')
     os.makedirs(args.work_dir, exist_ok=True)
     cfg.dump(data_config)
-    summary = cf.cluster(clusters, CLUSTERFIT_K, config=pre_config, checkpoint=checkpoint,
-                         data_config=data_config, num_samples=preset.get('subset'),
-                         progress=False)
+    summary = cf.cluster(clusters, cf.NPreSpec(config=pre_config, checkpoint=checkpoint),
+                         cf.ImageSource(data_config=data_config,
+                                        num_samples=preset.get('subset')),
+                         cf.KMeansOptions(k=CLUSTERFIT_K), progress=False)
     cfg.merge_from_dict(cf.fit_overrides(clusters, cfg))
     info = dict(n_pre=pre or 'random init', n_pre_config=osp.relpath(pre_config, REPO),
                 n_pre_checkpoint=checkpoint, k=CLUSTERFIT_K,
