@@ -492,8 +492,9 @@ def result_name(args: argparse.Namespace, device: str) -> str:
     what = (['all'] + [m for m in trained if m not in METHODS] if set(METHODS) <= set(trained)
             else trained) or [b for b in args.baselines if b != 'supervised']
     setting = [device, f'{args.preset}-preset' if args.preset != device else '']
-    if args.only_random:
-        return rep.result_name(what, *setting, 'random-init')
+    if args.only_random:  # nothing trained: the methods' own random inits
+        return rep.result_name([m for m in args.methods if m in METHODS], *setting,
+                               'random-init')
     if not trained:
         return rep.result_name(what, *setting)
     setting += [rep.count(args.settings['budget']),
