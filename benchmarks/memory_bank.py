@@ -87,7 +87,7 @@ def main(argv=None):
             ms_per_step=round(seconds * 1000, 2),
             negatives_gathered_mib=round(gathered[sampling] * a.dim * 4 / 2**20, 1))
         resident = bank.feats.numel() * bank.feats.element_size() / 2**20
-        del bank
+        bank = None  # freed before the next bank is built
     feats = F.normalize(torch.randn(a.length, a.dim), dim=1)
     seconds = time_per_call(lambda: reference_step(feats, query, idx, a.negatives), a.steps)
     ref = 'reference: NPID-style multinomial + index_select, per sample'

@@ -166,8 +166,8 @@ def _make_hooks(args, state: dict):
 
         def after_train(self, runner) -> None:
             t = self._stamps
-            state['iteration_seconds'] = [b - a for a, b in zip(t[args.warmup - 1:-1],
-                                                                  t[args.warmup:])]
+            state['iteration_seconds'] = [
+                b - a for a, b in zip(t[args.warmup - 1:-1], t[args.warmup:])]
 
     return SetupStart(), SpeedHook()
 

@@ -167,7 +167,7 @@ def run_lightly(name: str, args, preset: dict, device: torch.device, peer_cls=No
                lightly_transforms=_describe(transform))
     if peer.diagnostics:
         row['diagnostics'] = peer.diagnostics
-    del loader, stream
+    loader = stream = None  # the loader workers end before the evaluation
     if not args.skip_eval:
         t0 = time.time()
         with quiet_mmengine():
