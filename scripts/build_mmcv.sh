@@ -5,6 +5,9 @@
 # Why this exists: mmcv publishes no wheel for torch 2.14 / Python 3.11 and mmdet 3.3.0 refuses
 # mmcv>=2.2.0.  The 2.1.0 sdist hard-codes -std=c++14/17 while torch 2.14's headers need C++20,
 # and its setup.py imports pkg_resources (setuptools<70).  ~10 min on 2 cores; cached afterwards.
+# The build runs in a throw-away venv holding setuptools<70, wheel and ninja, which sees the target
+# venv's torch and numpy through a .pth file: the target venv never gets the old setuptools (its
+# torch needs setuptools>=77), and pip never resolves the two pins together.
 # One source fix: adjust_hue does `np.uint8(hue_factor * 255)`, which numpy 2 refuses for a
 # negative factor (OverflowError; numpy 1 wrapped around), so mmpretrain's ColorJitter with
 # hue > 0 crashes at random.  We apply the same wrap-around explicitly.
@@ -30,9 +33,22 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 echo "[build_mmcv] building mmcv $MMCV_VERSION with ops for torch $TORCH_TAG ($PYTAG); ~10 min on 2 cores" >&2
-# setuptools<70 provides pkg_resources that mmcv's setup.py imports; restored to torch's pin below.
-"$PY" -m pip install -q "setuptools<70" wheel ninja >&2
-"$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$WORK" >&2
+# pip's output on stderr, without the "WARNING: Location '...' is ignored" lines a machine's pip
+# config prints (an extra index that lacks the package); pip's exit status is kept (pipefail)
+pip_q() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2; }
+BUILD_VENV="$WORK/build-venv"
+"$PY" -m venv "$BUILD_VENV"
+BPY="$BUILD_VENV/bin/python"
+pip_q "$BPY" -m pip install -q --disable-pip-version-check "setuptools<70" wheel ninja
+# only now (after pip's dependency check) the target's packages become visible, behind ours
+site_of() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+site_of "$PY" > "$(site_of "$BPY")/zz_target_venv.pth"
+if ! "$BPY" -c 'import pkg_resources, torch'; then
+  echo "[build_mmcv] the build venv cannot import pkg_resources and the target's torch" >&2
+  exit 1
+fi
+pip_q "$BPY" -m pip download -q --disable-pip-version-check --no-deps --no-build-isolation \
+  --no-binary :all: "mmcv==$MMCV_VERSION" -d "$WORK"
 tar -xzf "$WORK/mmcv-$MMCV_VERSION.tar.gz" -C "$WORK"
 SRC="$WORK/mmcv-$MMCV_VERSION"
 sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
@@ -47,9 +63,10 @@ if grep -q 'np.uint8(hue_factor \* 255)' "$PHOTO" || \
   echo "[build_mmcv] could not patch adjust_hue in $PHOTO" >&2
   exit 1
 fi
-( cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-    "$PY" -m pip wheel -q --no-deps --no-build-isolation . -w "$WORK/dist" >&2 )
-"$PY" -m pip install -q "setuptools>=77.0.3,<81" >&2
+# the build venv's bin first on PATH: torch's extension builder runs the `ninja` it finds there
+( cd "$SRC" && export PATH="$BUILD_VENV/bin:$PATH" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} &&
+  pip_q "$BPY" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation . \
+    -w "$WORK/dist" )
 whl=$(ls "$WORK"/dist/mmcv-$MMCV_VERSION-*.whl)
 # write under a temporary name then rename, so an interrupted build never leaves a half wheel
 cp "$whl" "$DEST/.partial.whl"

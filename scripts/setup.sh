@@ -14,6 +14,9 @@ PY="$VENV/bin/python"
 STAMP="$VENV/.mmssl_ext_setup"
 FMNIST_SRC=${FMNIST_SRC:-/usr/share/datasets/fashion-mnist}
 log() { echo "[setup] $*"; }
+# pip without the "WARNING: Location '...' is ignored" lines a machine's pip config prints (an
+# extra index that lacks the package); pip's exit status is kept (pipefail)
+pip_q() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 
 # ---------------------------------------------------------------- python environment
 want=$(cat requirements.txt scripts/setup.sh scripts/build_mmcv.sh setup.cfg | sha256sum | cut -c1-16)
@@ -29,16 +32,21 @@ else
   fi
   PIP=("$PY" -m pip --disable-pip-version-check -q)
   log "installing torch 2.14.1 / torchvision 0.29.1"
-  "${PIP[@]}" install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
+  pip_q "${PIP[@]}" install torch==2.14.1 torchvision==0.29.1
   "$PY" -c "import torch, torchvision" || { echo "torch install failed" >&2; exit 1; }
   log "mmcv 2.1.0 with ops (built once, then cached)"
   whl=$(bash scripts/build_mmcv.sh "$PY")
-  "${PIP[@]}" install "$whl" 2>&1 | grep -v '^WARNING: Location' || true
+  pip_q "${PIP[@]}" install "$whl"
   # same version number as a previously installed (unpatched) mmcv: make sure ours is in
-  "${PIP[@]}" install --force-reinstall --no-deps "$whl" 2>&1 | grep -v '^WARNING: Location' || true
+  pip_q "${PIP[@]}" install --force-reinstall --no-deps "$whl"
   log "installing the pinned OpenMMLab stack (requirements.txt)"
-  "${PIP[@]}" install -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
-  "${PIP[@]}" install --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+  pip_q "${PIP[@]}" install -r requirements.txt
+  pip_q "${PIP[@]}" install --no-deps --no-build-isolation -e .
+  if ! "$PY" -m pip check >/dev/null; then
+    echo "[setup] pip check finds inconsistent requirements in .venv:" >&2
+    "$PY" -m pip check >&2 || true
+    exit 1
+  fi
   "$PY" - <<'PYEOF'
 import torch, torchvision, mmengine, mmcv, mmpretrain, mmdet, faiss
 from mmcv.ops import RoIAlign, nms  # mmdet needs the compiled ops
@@ -58,7 +66,9 @@ if [[ ! -f "$FMNIST_SRC/train-images-idx3-ubyte.gz" && ! -f "$FMNIST_SRC/train-i
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     log "installing the Debian package dataset-fashion-mnist"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    # (without apt-utils debconf says it delays package configuration: harmless, not shown)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist 2>&1 >/dev/null |
+      { grep -v '^debconf: delaying package configuration' || true; } >&2
   else
     cat >&2 <<MSG
 [setup] Fashion-MNIST not found in $FMNIST_SRC and apt-get is not usable here (needs root).
