@@ -1,6 +1,6 @@
 """Pretext transforms of PIRL (Misra & van der Maaten 2020): jigsaw patches, 90-degree rotations,
 and the two-view wrapper that pairs an image view with its transformed (jigsaw / rotated) view.
-The covariant pretext tasks reuse them: Jigsaw puzzles (``JigsawPatches`` with a max-Hamming
+The covariant pretext tasks reuse them: Jigsaw puzzles (``JigsawPatches`` with a maximal-Hamming
 permutation set) and RotNet (``AllRotations90``: the four rotations of each image in one batch).
 
 Per-sample randomness comes from numpy's global RNG (``np.random``), as in mmcv / mmpretrain
@@ -109,8 +109,10 @@ class JigsawPatches(BaseTransform):
         num_permutations (int): Size of the permutation set (up to 9! for a 3x3 grid).
             Defaults to 1000.
         permutation_seed (int): Seed of the permutation set. Defaults to 0.
-        permutation_method (str): ``'random'`` or ``'max_hamming'``, see
-            :func:`generate_permutation_set`. Defaults to ``'random'``.
+        permutation_method (str): ``'random'`` (PIRL / VISSL: any of the 9! permutations),
+            ``'max_avg_hamming'`` (Noroozi & Favaro's set, VISSL's jigsaw configs) or
+            ``'max_min_hamming'``, see :func:`generate_permutation_set`. Defaults to
+            ``'random'``.
         patch_pipeline (list[dict | callable], optional): Transforms applied to every patch
             (``results = {'img': patch}``), e.g. ``ColorJitter`` / ``RandomGrayscale``.  A patch
             returned 2-D (``RandomGrayscale`` without ``keep_channels``) is expanded back to the

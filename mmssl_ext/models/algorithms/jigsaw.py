@@ -13,7 +13,8 @@ class JigsawPuzzle(PretextClassification):
 
     ``JigsawPatches`` (the transform PIRL uses) cuts a crop into a 3x3 grid of jittered tiles and
     shuffles them with permutation ``p`` of a set chosen by maximal Hamming distance
-    (``permutation_method='max_hamming'``, e.g. 100 or 1000 permutations).  All ``B*9`` tiles
+    (``permutation_method='max_avg_hamming'``, Noroozi & Favaro's algorithm, e.g. 100 or 1000
+    permutations).  All ``B*9`` tiles
     go through the shared backbone (the siamese "context-free network") in one batch; the head
     (``PretextClsHead`` with ``num_inputs=9``) projects each tile, concatenates the 9 in the
     shuffled order and classifies ``p`` among the ``num_classes`` permutations::
