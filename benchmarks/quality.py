@@ -46,6 +46,7 @@ from benchmarks.report import REPO
 #: name -> Fashion-MNIST pre-training config (same backbone: ResNet-18, 32 px input)
 METHODS: Dict[str, str] = {
     'pirl': 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py',
+    'pirl-per-term-negatives': 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py',
     'rotation': 'configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py',
     'jigsaw': 'configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py',
     'relative_loc': 'configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py',
@@ -81,6 +82,8 @@ OVERRIDES: Dict[str, dict] = {
                'model.neck.in_channels': 256, 'model.neck.hid_channels': 256},
     'barlowtwins-p2048': {'model.neck.hid_channels': 2048, 'model.neck.out_channels': 2048,
                           'model.head.in_channels': 2048},
+    # PIRL's main job with one negative draw per loss term, as VISSL (configs/pirl/README.md)
+    'pirl-per-term-negatives': {'model.shared_negatives': False},
 }
 SUPERVISED = 'configs/clusterfit/supervised_r18-w32_1xb64-3000it_fmnist.py'
 

@@ -26,6 +26,8 @@ class PIRL(BaseSelfSupervisor):
 
     ``L`` is the binary NCE (``NCELoss``) or InfoNCE (``InfoNCELoss``), with negatives drawn from
     the bank: ``L(m_I, v)`` uses ``s(m_I, v)`` as the positive and ``s(v, m_I')`` as negatives.
+    Each term draws its own negatives, as VISSL's ``nce_loss_with_memory`` does (one draw per
+    loss term), unless ``shared_negatives=True``: then both terms use one draw.
 
     Args:
         backbone: backbone config (any mmpretrain backbone, e.g. ResNet of any depth).
@@ -35,6 +37,8 @@ class PIRL(BaseSelfSupervisor):
         memory_bank: ``MemoryBank`` config (``length`` = number of training images).
         loss: ``NCELoss`` or ``InfoNCELoss`` config (temperature 0.07).
         loss_lambda: ``lambda`` (0.5 in the paper).
+        shared_negatives: ``False`` (default, VISSL): each loss term draws its own negatives from
+            the bank; ``True``: one draw serves both terms (half the sampling and gathering).
         transformed_bn_stats: whether the backbone's BatchNorm running statistics also track the
             transformed views.  Either way BatchNorm normalises every forward with its batch's
             statistics while training; this only decides what the *running* statistics, which
@@ -52,6 +56,7 @@ class PIRL(BaseSelfSupervisor):
                  memory_bank: dict,
                  loss: dict = dict(type='NCELoss', temperature=0.07),
                  loss_lambda: float = 0.5,
+                 shared_negatives: bool = False,
                  transformed_bn_stats: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -66,6 +71,7 @@ class PIRL(BaseSelfSupervisor):
             loss.setdefault('num_data', self.memory_bank.length)
         self.nce = MODELS.build(loss)
         self.loss_lambda = loss_lambda
+        self.shared_negatives = shared_negatives
         self.transformed_bn_stats = transformed_bn_stats
 
     def embed_image(self, img: torch.Tensor) -> torch.Tensor:
@@ -103,9 +109,11 @@ class PIRL(BaseSelfSupervisor):
         v_img = self.embed_image(img)
         v_t = self.embed_transformed(transformed)
         mem = self.memory_bank.get(idx).detach()
-        negatives = self.memory_bank.sample_negatives(idx).detach()
-        pos_t, neg_t = self._similarities(v_t, mem, negatives)
-        pos_i, neg_i = self._similarities(v_img, mem, negatives)
+        negatives_t = self.memory_bank.sample_negatives(idx).detach()
+        negatives_i = (negatives_t if self.shared_negatives else
+                       self.memory_bank.sample_negatives(idx).detach())
+        pos_t, neg_t = self._similarities(v_t, mem, negatives_t)
+        pos_i, neg_i = self._similarities(v_img, mem, negatives_i)
         loss_t = self.nce(pos_t, neg_t)
         loss_i = self.nce(pos_i, neg_i)
         self.memory_bank.update(idx, v_img.detach())
