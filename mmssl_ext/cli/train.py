@@ -9,11 +9,9 @@ too.  This CLI only merges the flags and, for a config that does not inherit the
 """
 import argparse
 import os
-import os.path as osp
-from copy import deepcopy
 from typing import List, Optional
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmssl_ext  # noqa: F401  registers everything
