@@ -22,9 +22,15 @@ class NPID(BaseSelfSupervisor):
 
         v_i   = normalize(neck(backbone(x_i)))            embedding (B x 128)
         m_i   = memory_bank[i]                            positive (before this step's update)
-        m_j   = memory_bank[j],  j ~ U(bank) \ batch      K negatives (K = 4096 in the paper)
+        m_j   = memory_bank[j],  j drawn uniformly        K negatives (K = 4096 in the paper)
         loss  = L(s+ = v_i . m_i,  s- = v_i . m_j)        NCELoss (the paper) or InfoNCELoss
         m_i  <- normalize(mu * m_i + (1 - mu) * v_i)      mu = 0.5
+
+    The negatives follow the bank's ``sampling``: ``'per_sample'`` (the ImageNet config, as
+    lemniscate.pytorch) draws ``K`` for each sample, excluding only its own index (lemniscate
+    does not exclude it: there a sample meets its own entry among its negatives with probability
+    about ``K / N``); ``'shared'`` (the Fashion-MNIST config) draws one set of ``K`` for the
+    whole batch, excluding every index of the batch.
 
     ``L`` is the binary NCE of the paper (``NCELoss``: positive vs. ``K`` uniform noise samples,
     the normaliser ``Z`` estimated once by Monte Carlo) or the softmax InfoNCE

@@ -104,14 +104,18 @@ class NCELoss(nn.Module):
     is taken over the entries of ALL ranks (``all_reduce`` of the sum and the count), so every rank
     gets the same ``Z``; every rank must then make its first call in the same step.
 
-    **Numerics.** As in VISSL, ``eps`` is added to the denominator ``P + K P_n`` of both
-    ``h(s+)`` and ``1 - h(s-) = K P_n / (P + K P_n)``, so the logs stay finite; the logs are
-    evaluated in log space (``log P = s / tau - log Z``), which cannot overflow.
+    **Numerics.** As in lemniscate's and VISSL's ``NCECriterion``, ``eps`` is added to the
+    denominator ``P + K P_n`` of both ``h(s+)`` and ``1 - h(s-) = K P_n / (P + K P_n)``, so the
+    logs stay finite; the logs are evaluated in log space (``log P = s / tau - log Z``), which
+    cannot overflow.
 
     Args:
         temperature: ``tau`` (0.07 in NPID / PIRL).
         num_data: ``|D|``, the number of training images (the memory-bank length).  Keyword only.
-        eps: the small constant added inside the logs (VISSL's ``1e-7``).
+        eps: the small constant added to the denominators: ``1e-7`` as lemniscate.pytorch
+            (NPID's official code); VISSL (PIRL) uses float32's machine epsilon, ``1.19e-7``.
+            Next to ``K P_n`` (0.025 for PIRL's 32000 negatives over ImageNet) either is
+            negligible.
 
     Shapes:
         pos: ``(B,)`` similarities ``s+ = s(m_I, v)`` (``(B, 1)`` is accepted too).
