@@ -57,7 +57,7 @@ def _imports(name: str, path: str, is_pkg: bool, known) -> set:
         else:
             continue
         for t in targets:
-            if t in known and t != 'mmssl_ext':
+            if t in known and t not in ('mmssl_ext', name):
                 found.add(t)
     return found
 

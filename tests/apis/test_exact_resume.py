@@ -26,7 +26,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
-from mmssl_ext.apis import clusterfit
+from mmssl_ext import clusterfit
 from mmssl_ext.cli import train as train_api
 from mmssl_ext.engine.hooks.rng_state import (RNG_STATE_KEY, RNGStateHook,
                                               add_exact_resume_hooks, get_rng_state,
