@@ -7,7 +7,10 @@ fmnist_knn.py`` defines one for Fashion-MNIST)::
 
 CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-only file from
 ``tools/extract_backbone.py``; ``random`` evaluates a randomly initialised model; ``--baseline``
-adds the random-init numbers, measured with the same protocol, to the report.
+adds the random-init numbers, measured with the same protocol, to the report.  Of a
+teacher-student checkpoint the backbone its method's authors evaluate is used (DINO: the EMA
+teacher; MoCo, BYOL: the student), ``--weights teacher|student`` picks the other; the output
+names the one used.
 """
 import argparse
 import json
@@ -22,7 +25,7 @@ import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 # build_model / load_backbone_weights lived here before utils: kept importable from here
-from mmssl_ext.utils.checkpoint import load_backbone_weights  # noqa: F401
+from mmssl_ext.utils.checkpoint import WEIGHTS_CHOICES, load_backbone_weights  # noqa: F401
 from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 
@@ -64,7 +67,10 @@ def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
 
 def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         cfg_options: Optional[dict] = None, ks=None, temperature=None,
-        progress: bool = True, pixels: bool = False) -> Dict[str, Dict[str, float]]:
+        progress: bool = True, pixels: bool = False,
+        weights: str = 'default') -> Dict[str, Dict[str, float]]:
+    """kNN results per backbone: ``checkpoint`` (its ``weights``, see
+    :func:`~mmssl_ext.utils.checkpoint.select_backbone`), ``random_init``, ``raw_pixels``."""
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -74,7 +80,9 @@ def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
     results = {}
     if checkpoint != 'random':
         model = build_model(cfg, seed)
-        load_backbone_weights(model, checkpoint)
+        loaded = load_backbone_weights(model, checkpoint, weights=weights)
+        if progress:
+            print(f'checkpoint weights: {loaded["choice"].description}')
         results['checkpoint'] = evaluate_model(model, knn, ks, temperature, seed, progress)
     if baseline or checkpoint == 'random':
         model = build_model(cfg, seed)
@@ -108,6 +116,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     p.add_argument('--ks', type=int, nargs='+', help='k values (default: config or 20 200)')
     p.add_argument('--temperature', type=float, help='voting temperature (default 0.07)')
     p.add_argument('--seed', type=int, default=0, help='seed of the random initialisation')
+    p.add_argument('--weights', choices=WEIGHTS_CHOICES, default='default',
+                   help="teacher-student checkpoints: 'default' evaluates the backbone the "
+                        "method's authors evaluate (DINO: teacher; MoCo, BYOL: student), "
+                        "'teacher' / 'student' the one named")
     p.add_argument('--out', help='write the results as JSON to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of the config, xxx=yyy')
@@ -117,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mmssl_knn_eval_cli', log_level='WARNING')
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
-                  args.ks, args.temperature, pixels=args.pixels)
+                  args.ks, args.temperature, pixels=args.pixels, weights=args.weights)
     print(format_results(results))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

@@ -9,15 +9,16 @@ the data types mmengine and mmssl_ext write, once, when ``mmssl_ext`` is importe
 in a checkpoint (e.g. a crafted ``__reduce__`` that would run code) is still refused by torch.
 
 Also the one place that reads a state dict out of a checkpoint (:func:`state_dict_of`: mmengine's
-``state_dict`` nesting, DDP's ``module.`` prefix), selects a prefix (:func:`strip_prefix`) and
-extracts / loads backbones; every tool and hook uses these.
+``state_dict`` nesting, DDP's ``module.`` prefix), selects a prefix (:func:`strip_prefix`), picks
+the backbone of a teacher-student checkpoint that its method's authors evaluate
+(:func:`select_backbone`) and extracts / loads backbones; every tool and hook uses these.
 """
 import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -194,6 +195,99 @@ def extract_backbone_state(ckpt, prefix: str = 'backbone.',
     return out
 
 
+# ------------------------------------------------------------------ teacher-student checkpoints
+class TwoEncoderLayout(NamedTuple):
+    """Where a teacher-student method keeps its two backbones in a state dict."""
+    method: str
+    student_prefix: str  # the trained network's backbone
+    teacher_prefix: str  # the momentum / EMA copy's backbone
+    student_name: str  # what the method's authors call each network
+    teacher_name: str
+    evaluated: str  # 'teacher' or 'student': the backbone the method's authors evaluate
+
+
+#: Checked in order; the teacher prefix identifies the method.  Which backbone the authors
+#: evaluate: DINO the teacher (facebookresearch/dino eval_knn.py / eval_linear.py,
+#: ``--checkpoint_key teacher``); MoCo v1/v2 the query encoder (facebookresearch/moco
+#: main_lincls.py keeps ``module.encoder_q``); MoCo v3 the base encoder (facebookresearch/moco-v3
+#: main_lincls.py keeps ``module.base_encoder``); BYOL the online network (Grill et al. 2020,
+#: section 3: only the online encoder is kept).
+TWO_ENCODER_LAYOUTS = (
+    TwoEncoderLayout('DINO', 'backbone.', 'teacher.module.0.', 'student', 'EMA teacher',
+                     'teacher'),
+    TwoEncoderLayout('BYOL', 'backbone.', 'target_net.module.0.', 'online network',
+                     'target network', 'student'),
+    TwoEncoderLayout('MoCo v1/v2', 'backbone.', 'encoder_k.module.0.', 'query encoder',
+                     'key (momentum) encoder', 'student'),
+    TwoEncoderLayout('MoCo v3', 'backbone.', 'momentum_encoder.module.0.', 'base encoder',
+                     'momentum encoder', 'student'),
+    # mmselfsup 0.x kept its copies as plain nn.Sequential (no EMA wrapper)
+    TwoEncoderLayout('BYOL (mmselfsup 0.x)', 'backbone.', 'target_net.0.', 'online network',
+                     'target network', 'student'),
+    TwoEncoderLayout('MoCo v1/v2 (mmselfsup 0.x)', 'backbone.', 'encoder_k.0.', 'query encoder',
+                     'key (momentum) encoder', 'student'),
+)
+
+#: ``--weights`` of the tools: the authors' choice, or one of the two backbones
+WEIGHTS_CHOICES = ('default', 'teacher', 'student')
+
+
+class BackboneChoice(NamedTuple):
+    """The backbone :func:`select_backbone` picked."""
+    prefix: str  # key prefix in the state dict ('' for a backbone-only file)
+    weights: str  # 'teacher', 'student', or 'backbone' for a checkpoint with one backbone
+    description: str  # one line for the tools' output
+
+
+def find_two_encoder_layout(state: Dict[str, Any]) -> Optional[TwoEncoderLayout]:
+    """The teacher-student layout of ``state`` (a state dict), or None for one backbone."""
+    for layout in TWO_ENCODER_LAYOUTS:
+        if any(k.startswith(layout.teacher_prefix) for k in state) and \
+                any(k.startswith(layout.student_prefix) for k in state):
+            return layout
+    return None
+
+
+def select_backbone(state: Dict[str, Any], weights: str = 'default',
+                    source: str = '<checkpoint>',
+                    meta: Optional[dict] = None) -> BackboneChoice:
+    """Which backbone of ``state`` to evaluate / extract.
+
+    ``weights='default'``: for a teacher-student checkpoint (:data:`TWO_ENCODER_LAYOUTS`) the
+    backbone its method's authors evaluate (DINO: the teacher; MoCo, BYOL: the student, i.e. the
+    query / online network); otherwise the only backbone (``backbone.``, or the whole state of a
+    backbone-only file).  ``'teacher'`` / ``'student'`` pick one of the two.  A backbone-only file
+    written by :func:`extract_backbone` records which one it holds (``meta['weights']``).
+
+    Raises:
+        ValueError: an unknown ``weights``, or ``'teacher'`` / ``'student'`` for a checkpoint that
+            does not hold that backbone (the message names the file).
+    """
+    if weights not in WEIGHTS_CHOICES:
+        raise ValueError(f'weights must be one of {WEIGHTS_CHOICES}, got {weights!r}')
+    layout = find_two_encoder_layout(state)
+    if layout is not None:
+        which = layout.evaluated if weights == 'default' else weights
+        prefix = layout.teacher_prefix if which == 'teacher' else layout.student_prefix
+        name = layout.teacher_name if which == 'teacher' else layout.student_name
+        verdict = 'the weights its authors evaluate' if which == layout.evaluated else \
+            'NOT the weights its authors evaluate'
+        return BackboneChoice(prefix, which,
+                              f"{layout.method}'s {name} ({prefix}*), {verdict}")
+    recorded = (meta or {}).get('weights')
+    prefix = 'backbone.' if any(k.startswith('backbone.') for k in state) else ''
+    if weights != 'default' and weights != recorded:
+        held = f'the {recorded} backbone' if recorded in ('teacher', 'student') else \
+            'one backbone'
+        raise ValueError(
+            f'{source} holds {held}, not a {weights}: --weights teacher|student chooses between '
+            f'the two backbones of a teacher-student checkpoint '
+            f'({", ".join(sorted({lay.method for lay in TWO_ENCODER_LAYOUTS}))}); drop it')
+    where = f'{prefix}*' if prefix else 'a backbone-only file'
+    held = f'the {recorded} backbone, ' if recorded in ('teacher', 'student') else ''
+    return BackboneChoice(prefix, recorded or 'backbone', f'{held}{where}')
+
+
 def replicate_input_channels(state: 'OrderedDict[str, torch.Tensor]', in_channels: int,
                              source: str = '<checkpoint>') -> str:
     """Replicate the 1-input-channel first conv of a backbone ``state`` to ``in_channels``
@@ -220,18 +314,29 @@ def replicate_input_channels(state: 'OrderedDict[str, torch.Tensor]', in_channel
     return key
 
 
-def extract_backbone(src: str, dst: str, prefix: str = 'backbone.',
-                     in_channels: Optional[int] = None) -> dict:
+def extract_backbone(src: str, dst: str, prefix: Optional[str] = None,
+                     in_channels: Optional[int] = None, weights: str = 'default') -> dict:
     """Write the backbone of checkpoint ``src`` to ``dst``; return a summary.
 
     The output loads with ``init_cfg=dict(type='Pretrained', checkpoint=dst)`` into the backbone
-    of any mmpretrain or mmdet config.  ``in_channels``: replicate a 1-input-channel first conv to
-    this many input channels (:func:`replicate_input_channels`); ``None`` keeps the weights.
+    of any mmpretrain or mmdet config.  ``prefix``: the keys to keep; ``None`` picks them with
+    :func:`select_backbone` and ``weights`` (``backbone.``, or a teacher-student method's
+    evaluated backbone: DINO's teacher).  ``in_channels``: replicate a 1-input-channel first conv
+    to this many input channels (:func:`replicate_input_channels`); ``None`` keeps the weights.
     """
     from mmssl_ext.version import __version__
     ckpt = load_checkpoint_safe(src)
+    if prefix is None:
+        choice = select_backbone(state_dict_of(ckpt, source=src), weights, source=src,
+                                 meta=ckpt.get('meta') if isinstance(ckpt, dict) else None)
+    elif weights != 'default':
+        raise ValueError(f'give either a prefix ({prefix!r}) or weights ({weights!r}), not both')
+    else:
+        choice = BackboneChoice(prefix, 'backbone', f'the keys under {prefix!r} (given)')
+    prefix = choice.prefix
     state = extract_backbone_state(ckpt, prefix, source=src)
-    meta = dict(source=osp.abspath(src), prefix=prefix, mmssl_ext_version=__version__)
+    meta = dict(source=osp.abspath(src), prefix=prefix, weights=choice.weights,
+                mmssl_ext_version=__version__)
     replicated = None
     if in_channels is not None:
         replicated = replicate_input_channels(state, in_channels, source=src)
@@ -246,19 +351,27 @@ def extract_backbone(src: str, dst: str, prefix: str = 'backbone.',
     os.replace(tmp, dst)  # never leave a truncated file under the final name
     return dict(num_tensors=len(state),
                 num_params=int(sum(v.numel() for v in state.values())), out=dst,
-                replicated=replicated)
+                replicated=replicated, prefix=prefix, weights=choice.weights,
+                description=choice.description)
 
 
-def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, list]:
+def load_backbone_weights(model: torch.nn.Module, checkpoint: str,
+                          weights: str = 'default') -> Dict[str, Any]:
     """Load a full or backbone-only checkpoint into ``model.backbone``.
+
+    ``weights``: which backbone of a teacher-student checkpoint (:func:`select_backbone`; by
+    default the one its method's authors evaluate: DINO's teacher, MoCo's / BYOL's student).
+    Returns the ``missing`` / ``unexpected`` keys and the ``choice`` (:class:`BackboneChoice`).
 
     Raises:
         ValueError: the checkpoint lacks backbone weights or has other shapes (names the file
-            and the keys).
+            and the keys), or lacks the backbone ``weights`` asks for.
     """
-    state = state_dict_of(load_checkpoint_safe(checkpoint), source=checkpoint)
-    if any(k.startswith('backbone.') for k in state):
-        state = strip_prefix(state, 'backbone.')
+    ckpt = load_checkpoint_safe(checkpoint)
+    state = state_dict_of(ckpt, source=checkpoint)
+    choice = select_backbone(state, weights, source=checkpoint,
+                             meta=ckpt.get('meta') if isinstance(ckpt, dict) else None)
+    state = strip_prefix(state, choice.prefix)
     report = check_keys(model.backbone.state_dict(), state)
     missing, mismatched = report['missing'], report['mismatched']
     if missing or mismatched:
@@ -268,4 +381,4 @@ def load_backbone_weights(model: torch.nn.Module, checkpoint: str) -> Dict[str, 
             f'of another shape (e.g. {mismatched[:2]}); wrong architecture or not a backbone '
             f'checkpoint')
     result = model.backbone.load_state_dict(state, strict=False)
-    return dict(missing=result.missing_keys, unexpected=result.unexpected_keys)
+    return dict(missing=result.missing_keys, unexpected=result.unexpected_keys, choice=choice)
