@@ -1,5 +1,5 @@
 # DINO (Caron et al., ICCV 2021) with a ResNet-50 on ImageNet, 8 GPUs x 64, 100 epochs: the
-# official ResNet-50 run's arguments (facebookresearch/dino, the released dino_resnet50's args).
+# facebookresearch/dino README's ResNet-50 command, main_dino.py defaults for the rest.
 #   bash tools/dist_train.sh configs/dino/dino_r50_8xb64-100e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 

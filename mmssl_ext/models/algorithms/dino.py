@@ -45,8 +45,9 @@ class MMSSLDINO(BaseSelfSupervisor):
     ``max_iters``; the teacher's buffers (BatchNorm statistics) are copied from the student.
 
     Defaults follow the paper / official code: momentum 0.996 -> 1 (cosine), student temperature
-    0.1, teacher temperature warmed up linearly from 0.04 to 0.07, centre momentum 0.9, last layer
-    of the head frozen during the first epoch (``freeze_last_layer_iters``, in optimizer steps).
+    0.1, centre momentum 0.9, last layer of the head frozen during the first epoch
+    (``freeze_last_layer_iters``, in optimizer steps); the teacher temperature and its warm-up
+    (per epoch as the official code, or per step) are the loss's.
 
     **When the teacher moves.**  The EMA update and the last-layer freeze are tied to the
     optimizer step itself, through torch's optimizer step hooks (registered when the model is
@@ -74,6 +75,9 @@ class MMSSLDINO(BaseSelfSupervisor):
         base_momentum: teacher momentum at the start (0.996); cosine-annealed to 1.
         freeze_last_layer_iters: optimizer steps during which the head's last layer is frozen
             (the paper: one epoch).
+        iters_per_epoch: optimizer steps per epoch, for the loss's per-epoch teacher-temperature
+            warm-up (``loss.warmup_epochs``); ``None`` takes the run's ``max_iters //
+            max_epochs`` (an epoch-based run; the Runner records both).
         head_per_crop_size: call the student's head once per crop size (global crops, then
             local crops), as lightly's DINO does, instead of once on the features of all crops
             (False, the official ``MultiCropWrapper``).  It matters only for a head with
@@ -89,6 +93,7 @@ class MMSSLDINO(BaseSelfSupervisor):
                  base_momentum: float = 0.996,
                  freeze_last_layer_iters: int = 0,
                  head_per_crop_size: bool = False,
+                 iters_per_epoch: Optional[int] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
@@ -106,6 +111,9 @@ class MMSSLDINO(BaseSelfSupervisor):
         if self.dino_loss.out_channels != self.head.out_channels:
             raise ValueError(f'DINO: loss.out_channels={self.dino_loss.out_channels} differs '
                              f'from head.out_channels={self.head.out_channels}')
+        if iters_per_epoch is not None and int(iters_per_epoch) < 1:
+            raise ValueError(f'DINO: iters_per_epoch must be >= 1 or None, got {iters_per_epoch}')
+        self.iters_per_epoch = None if iters_per_epoch is None else int(iters_per_epoch)
         self.base_momentum = base_momentum
         self.freeze_last_layer_iters = int(freeze_last_layer_iters)
         self.head_per_crop_size = bool(head_per_crop_size)
@@ -140,6 +148,22 @@ class MMSSLDINO(BaseSelfSupervisor):
     def num_steps(self) -> int:
         """Optimizer steps (= teacher updates) taken so far."""
         return int(self.teacher.steps) - 1
+
+    def current_epoch(self) -> int:
+        """The epoch of the current step (0-based): ``num_steps // iters_per_epoch``, from the
+        step count saved in checkpoints, so a resumed run continues the schedule exactly."""
+        per_epoch = self.iters_per_epoch
+        if per_epoch is None:
+            hub = MessageHub.get_current_instance()
+            max_iters, max_epochs = hub.get_info('max_iters'), hub.get_info('max_epochs')
+            if not max_iters or not max_epochs or max_epochs <= 1:
+                raise RuntimeError(
+                    'DINO: the per-epoch teacher-temperature warm-up (loss.warmup_epochs) needs '
+                    'the epoch length: an epoch-based run (the Runner records max_iters and '
+                    'max_epochs) or model.iters_per_epoch; an iteration-based run can warm up '
+                    'per step with loss.warmup_iters')
+            per_epoch = max(1, int(max_iters) // int(max_epochs))
+        return max(self.num_steps, 0) // per_epoch
 
     @torch.no_grad()
     def update_teacher(self) -> None:
@@ -237,8 +261,9 @@ class MMSSLDINO(BaseSelfSupervisor):
         step = self.num_steps
         student_out = self.student_forward(views)
         teacher_out = self.teacher_forward(views)
-        loss = self.dino_loss(student_out, teacher_out, step=step)
-        temp = self.dino_loss.teacher_temperature(step)
+        epoch = self.current_epoch() if self.dino_loss.warmup_epochs else None
+        loss = self.dino_loss(student_out, teacher_out, step=step, epoch=epoch)
+        temp = self.dino_loss.teacher_temperature(step, epoch)
         # only 'loss' is optimised; logged scalars must not contain 'loss' (mmengine sums those)
         return dict(loss=loss, teacher_temp=torch.tensor(temp, device=loss.device))
 

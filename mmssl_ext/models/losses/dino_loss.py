@@ -1,4 +1,6 @@
 """DINO's self-distillation loss with centring and sharpening (Caron et al., ICCV 2021)."""
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,18 +30,24 @@ class MMSSLDINOLoss(nn.Module):
 
         c <- m * c + (1 - m) * mean_{rank, g, b} t_{g, b}          (m = 0.9)
 
-    The teacher temperature is warmed up linearly from ``warmup_teacher_temp`` (0.04) to
-    ``teacher_temp`` (0.07) over the first ``warmup_iters`` steps (the official code's
-    ``np.linspace(0.04, 0.07, warmup)`` per step, then constant); the student temperature is 0.1.
+    The teacher temperature can be warmed up linearly from ``warmup_teacher_temp`` to
+    ``teacher_temp``, then held: per epoch over ``warmup_epochs`` epochs, as the official code
+    (``np.linspace(warmup_teacher_temp, teacher_temp, warmup_epochs)[epoch]``), or per step over
+    ``warmup_iters`` steps (for iteration-based runs).  The official defaults (``main_dino.py``)
+    are 0.04 without warm-up; its "boosted" ViT-S run warms up from 0.04 to 0.07 over 30 epochs.
+    The student temperature is 0.1.
 
     Args:
         out_channels: ``K``, the number of prototypes (the head's output size, 65536 in the paper).
         num_global_crops: ``G``, the crops the teacher sees (the first ``G`` of the student's).
         student_temp: ``tau_s`` (0.1).
         teacher_temp: ``tau_t`` after the warm-up (0.04 - 0.07 in the paper; 0.07 with warm-up).
-        warmup_teacher_temp: ``tau_t`` at step 0 (0.04).
-        warmup_iters: length of the linear warm-up in steps (0: ``teacher_temp`` from the start).
+        warmup_teacher_temp: ``tau_t`` at the start of the warm-up (0.04).
+        warmup_iters: length of a per-step linear warm-up in optimizer steps.
         center_momentum: ``m`` (0.9).
+        warmup_epochs: length of the official per-epoch warm-up in epochs (``forward`` then needs
+            the ``epoch``).  At most one of ``warmup_iters`` / ``warmup_epochs`` is non-zero;
+            both 0: ``teacher_temp`` from the start.
 
     Shapes:
         student_output: ``(V * B, K)`` logits, crop-major (all images of crop 0, then crop 1, ...).
@@ -47,8 +55,9 @@ class MMSSLDINOLoss(nn.Module):
         output: scalar.
 
     Example:
-        >>> loss_fn = MMSSLDINOLoss(out_channels=65536, warmup_iters=1000)
-        >>> loss = loss_fn(student(torch.cat(crops)), teacher(torch.cat(crops[:2])), step=it)
+        >>> loss_fn = MMSSLDINOLoss(out_channels=65536, warmup_epochs=30)
+        >>> loss = loss_fn(student(torch.cat(crops)), teacher(torch.cat(crops[:2])),
+        ...                step=it, epoch=epoch)
     """
 
     def __init__(self,
@@ -58,7 +67,8 @@ class MMSSLDINOLoss(nn.Module):
                  teacher_temp: float = 0.07,
                  warmup_teacher_temp: float = 0.04,
                  warmup_iters: int = 0,
-                 center_momentum: float = 0.9):
+                 center_momentum: float = 0.9,
+                 warmup_epochs: int = 0):
         super().__init__()
         if int(out_channels) < 1:
             raise ValueError(f'DINOLoss: out_channels must be >= 1, got {out_channels}')
@@ -68,8 +78,12 @@ class MMSSLDINOLoss(nn.Module):
                             ('warmup_teacher_temp', warmup_teacher_temp)):
             if not value > 0:
                 raise ValueError(f'DINOLoss: {name} must be > 0, got {value}')
-        if int(warmup_iters) < 0:
-            raise ValueError(f'DINOLoss: warmup_iters must be >= 0, got {warmup_iters}')
+        if int(warmup_iters) < 0 or int(warmup_epochs) < 0:
+            raise ValueError(f'DINOLoss: warmup_iters and warmup_epochs must be >= 0, got '
+                             f'{warmup_iters} and {warmup_epochs}')
+        if int(warmup_iters) and int(warmup_epochs):
+            raise ValueError('DINOLoss: give warmup_iters (per step) or warmup_epochs (per '
+                             f'epoch, official), not both; got {warmup_iters} and {warmup_epochs}')
         if not 0.0 <= center_momentum <= 1.0:
             raise ValueError(f'DINOLoss: center_momentum must be in [0, 1], got {center_momentum}')
         self.out_channels = int(out_channels)
@@ -78,26 +92,38 @@ class MMSSLDINOLoss(nn.Module):
         self.teacher_temp = float(teacher_temp)
         self.warmup_teacher_temp = float(warmup_teacher_temp)
         self.warmup_iters = int(warmup_iters)
+        self.warmup_epochs = int(warmup_epochs)
         self.center_momentum = float(center_momentum)
         self.register_buffer('center', torch.zeros(1, self.out_channels))
 
-    def teacher_temperature(self, step: int) -> float:
-        """``tau_t`` at optimisation step ``step`` (0-based)."""
+    def teacher_temperature(self, step: int, epoch: Optional[int] = None) -> float:
+        """``tau_t`` at optimisation step ``step`` / in epoch ``epoch`` (0-based; the epoch is
+        needed, and only used, with ``warmup_epochs``)."""
         if step < 0:
             raise ValueError(f'DINOLoss: step must be >= 0, got {step}')
-        if step >= self.warmup_iters:
+        if self.warmup_epochs:
+            if epoch is None or epoch < 0:
+                raise ValueError('DINOLoss: the per-epoch warm-up (warmup_epochs='
+                                 f'{self.warmup_epochs}) needs the epoch (>= 0), got {epoch}')
+            return self._linear_warmup(epoch, self.warmup_epochs)
+        return self._linear_warmup(step, self.warmup_iters)
+
+    def _linear_warmup(self, position: int, length: int) -> float:
+        """``np.linspace(warmup_teacher_temp, teacher_temp, length)[position]``, then
+        ``teacher_temp``."""
+        if position >= length:
             return self.teacher_temp
-        if self.warmup_iters == 1:
+        if length == 1:
             return self.warmup_teacher_temp
-        frac = step / (self.warmup_iters - 1)
+        frac = position / (length - 1)
         return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * frac
 
     def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor,
-                step: int = 0) -> torch.Tensor:
+                step: int = 0, epoch: Optional[int] = None) -> torch.Tensor:
         num_crops, batch = self._check(student_output, teacher_output)
         student_logp = F.log_softmax(student_output.float() / self.student_temp, dim=-1)
         student_logp = student_logp.view(num_crops, batch, -1)
-        teacher_temp = self.teacher_temperature(step)
+        teacher_temp = self.teacher_temperature(step, epoch)
         teacher_p = F.softmax((teacher_output.detach().float() - self.center) / teacher_temp,
                               dim=-1).view(self.num_global_crops, batch, -1)
         # all (g, v) pairs with v != g: sum_v (-P_t(g) . log P_s(v)) minus the v == g term
@@ -142,7 +168,8 @@ class MMSSLDINOLoss(nn.Module):
         return (f'out_channels={self.out_channels}, num_global_crops={self.num_global_crops}, '
                 f'student_temp={self.student_temp}, teacher_temp={self.teacher_temp}, '
                 f'warmup_teacher_temp={self.warmup_teacher_temp}, '
-                f'warmup_iters={self.warmup_iters}, center_momentum={self.center_momentum}')
+                f'warmup_iters={self.warmup_iters}, warmup_epochs={self.warmup_epochs}, '
+                f'center_momentum={self.center_momentum}')
 
 
 # deprecated alias of the old class name, for one release (renamed with MMSSLDINO and
