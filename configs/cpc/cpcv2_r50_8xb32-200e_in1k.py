@@ -19,7 +19,9 @@ model = dict(
               kernel_size=(2, 3)),
     patch_size=64,
     patch_stride=32,
-    pred_steps=5,
+    # appendix A.2 pseudo-code (steps_to_ignore=2, steps_to_predict=3): only the row 3 below
+    skip_steps=2,
+    pred_steps=1,
     loss=dict(type='CPCInfoNCELoss', temperature=0.1, normalize=True),  # cosine: raw dot collapses
     patch_augment=dict(flip_prob=0.5, color_drop_prob=0.5))  # per patch
 

@@ -139,8 +139,8 @@ def _ref_cpc_loss(model, z, context, temperature, normalize):
                          ids=['raw-dot-product', 'cosine'])
 def test_cpc_infonce_matches_reference(temperature, normalize):
     torch.manual_seed(0)
-    model = _cpc(pred_steps=2, loss=dict(type='CPCInfoNCELoss', temperature=temperature,
-                                         normalize=normalize))
+    model = _cpc(pred_steps=2, skip_steps=0,
+                 loss=dict(type='CPCInfoNCELoss', temperature=temperature, normalize=normalize))
     z = torch.randn(2, 256, 4, 3) * 0.1
     context = torch.randn(2, 128, 4, 3)
     steps = model.step_losses(z, context)
@@ -204,7 +204,7 @@ def _uint8_batch(b=2, size=32, seed=0):
 
 def test_forward_backward_reaches_every_part():
     torch.manual_seed(0)
-    model = _cpc()
+    model = _cpc(pred_steps=5, skip_steps=0)  # every offset 1..5 (the config skips 1 and 2)
     model.train()
     data = model.data_preprocessor(dict(inputs=_uint8_batch(3), data_samples=None), True)
     out = model(**data, mode='loss')
@@ -263,7 +263,7 @@ def test_rejects_bad_arguments(changes, match):
 
 
 def test_rejects_more_steps_than_rows():
-    model = _cpc(pred_steps=7)
+    model = _cpc(pred_steps=7, skip_steps=0)
     with pytest.raises(ValueError, match='pred_steps=7 must be smaller than the number of '
                                          'patch rows \\(7\\)'):
         model.loss(torch.zeros(2, 3, 32, 32), None)
@@ -290,7 +290,8 @@ def test_imagenet_config_geometry():
     model_cfg.neck.in_channels = 512
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(model_cfg)
-    assert model.grid_size(256) == 7 and model.pred_steps == 5
+    # the appendix A.2 pseudo-code's offsets: the row 3 below only
+    assert model.grid_size(256) == 7 and model.pred_offsets == (3, )
     assert model.extract_patches(torch.zeros(1, 3, 256, 256)).shape == (1, 7, 7, 3, 64, 64)
 
 
@@ -304,4 +305,35 @@ def test_fmnist_config_trains_through_tools_train(tiny_tree, tmp_path):
     losses = np.asarray(runner.message_hub.get_scalar('train/loss').data[0])
     assert len(losses) == 3 and np.isfinite(losses).all()
     state = torch.load(f'{work}/iter_3.pth', map_location='cpu')['state_dict']
-    assert {'predictors.4.weight', 'neck.proj.weight', 'backbone.conv1.weight'} <= set(state)
+    assert {'predictors.0.weight', 'neck.proj.weight', 'backbone.conv1.weight'} <= set(state)
+
+
+def test_skipped_offsets_predict_further_rows():
+    """With ``skip_steps`` S, predictor i scores the patch ``S + 1 + i`` rows below each context
+    (the reference pseudo-code's target ``(i + 1)`` rows below for ``i`` from
+    ``steps_to_ignore``), against every patch vector of the batch, by explicit loops."""
+    torch.manual_seed(0)
+    model = _cpc(pred_steps=2, skip_steps=2)
+    assert model.pred_offsets == (3, 4) and len(model.predictors) == 2
+    b_sz, rows, cols = 2, 6, 3
+    z = torch.randn(b_sz, 256, rows, cols) * 0.1
+    context = torch.randn(b_sz, 128, rows, cols)
+    steps = model.step_losses(z, context)
+    locations = [(b, r, c) for b in range(b_sz) for r in range(rows) for c in range(cols)]
+    for i, (k, (losses, _)) in enumerate(zip((3, 4), steps)):
+        conv = model.predictors[i]
+        w, bias = conv.weight[:, :, 0, 0].double(), conv.bias.double()
+        ref = []
+        for b in range(b_sz):
+            for r in range(rows - k):
+                for c in range(cols):
+                    pred = F.normalize(w @ context[b, :, r, c].double() + bias, dim=0)
+                    scores = torch.stack([pred @ F.normalize(z[bb, :, rr, cc].double(), dim=0)
+                                          for bb, rr, cc in locations]) / 0.1
+                    pos = locations.index((b, r + k, c))
+                    ref.append(float(torch.logsumexp(scores, 0) - scores[pos]))
+        np.testing.assert_allclose(losses.detach().double().numpy(), ref, rtol=1e-4)
+    with pytest.raises(ValueError, match='pred_steps=4 after skip_steps=2 must be smaller'):
+        _cpc(pred_steps=4, skip_steps=2).step_losses(z, context)
+    with pytest.raises(ValueError, match='skip_steps must be an int >= 0'):
+        _cpc(skip_steps=-1)

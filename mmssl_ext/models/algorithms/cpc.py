@@ -23,8 +23,14 @@ class CPCv2(BaseSelfSupervisor):
         x_{r,col} = patch (r, col) of the image: P x P pixels at stride S   (unfold, no loop)
         z_{r,col} = mean_pool(backbone(aug(x_{r,col})))                     D-dim, the encoder f
         c_{r,col} = g({z_{u,v}}_{u <= r})                                   context network (neck)
-        p^k_{r,col} = W_k c_{r,col},  k = 1..K                              linear predictors
+        p^k_{r,col} = W_k c_{r,col},  k = S+1..S+K                          linear predictors
         L = mean_{k,b,r,col} -log softmax_{(b',r',col')}(<p^k_{r,col}, z_{b',r',col'}>)[b,r+k,col]
+
+    The row offsets ``k`` skip the ``S = skip_steps`` nearest rows: at stride ``P / 2`` the patch
+    one row below shares half its pixels with the context row.  Henaff et al.'s appendix A.2
+    pseudo-code (``CPC(latents, ..., steps_to_ignore=2, steps_to_predict=3)``, ``for i in
+    range(steps_to_ignore, steps_to_predict)``, target ``i + 1`` rows below) predicts the row 3
+    below only: ``S = 2``, ``K = 1``, the defaults.
 
     ``g`` (:class:`~mmssl_ext.models.necks.CPCContextNetwork`) is row-causal: ``c`` at row ``r``
     sees rows ``<= r`` only, so the prediction of row ``r + k`` cannot look at it.  The InfoNCE
@@ -50,7 +56,8 @@ class CPCv2(BaseSelfSupervisor):
         backbone: the patch encoder (its last output, globally mean pooled, is ``z``).
         neck: ``CPCContextNetwork`` config (``in_channels`` = ``D``).
         patch_size, patch_stride: ``P`` and ``S`` in pixels.
-        pred_steps: ``K``, the number of rows predicted below each context (``K < R``).
+        pred_steps: ``K``, the number of row offsets predicted below each context.
+        skip_steps: ``S``, the nearest row offsets not predicted (``S + K < R``).
         loss: ``CPCInfoNCELoss`` config.
         patch_augment: ``None`` or ``dict(flip_prob=..., color_drop_prob=...)``.
     """
@@ -60,7 +67,8 @@ class CPCv2(BaseSelfSupervisor):
                  neck: dict,
                  patch_size: int = 64,
                  patch_stride: int = 32,
-                 pred_steps: int = 5,
+                 pred_steps: int = 1,
+                 skip_steps: int = 2,
                  loss: dict = dict(type='CPCInfoNCELoss', temperature=1.0),
                  patch_augment: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -71,6 +79,8 @@ class CPCv2(BaseSelfSupervisor):
                              f'{patch_size!r} and {patch_stride!r}')
         if not isinstance(pred_steps, int) or pred_steps < 1:
             raise ValueError(f'CPCv2: pred_steps must be an int >= 1, got {pred_steps!r}')
+        if not isinstance(skip_steps, int) or skip_steps < 0:
+            raise ValueError(f'CPCv2: skip_steps must be an int >= 0, got {skip_steps!r}')
         patch_augment = dict(patch_augment or {})
         unknown = set(patch_augment) - set(_AUGMENT_KEYS)
         if unknown:
@@ -86,10 +96,16 @@ class CPCv2(BaseSelfSupervisor):
         self.patch_size = patch_size
         self.patch_stride = patch_stride
         self.pred_steps = pred_steps
+        self.skip_steps = skip_steps
         self.patch_augment = patch_augment
         dim, ctx = self.neck.in_channels, self.neck.channels
         self.predictors = nn.ModuleList(nn.Conv2d(ctx, dim, 1) for _ in range(pred_steps))
         self.cpc_loss = MODELS.build(loss)
+
+    @property
+    def pred_offsets(self) -> Tuple[int, ...]:
+        """The row offsets ``k`` predicted, one linear predictor each (``predictors[i]``)."""
+        return tuple(range(self.skip_steps + 1, self.skip_steps + self.pred_steps + 1))
 
     # ------------------------------------------------------------------ the pieces
 
@@ -148,17 +164,18 @@ class CPCv2(BaseSelfSupervisor):
 
     def step_losses(self, z: torch.Tensor,
                     context: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        """Per step ``k = 1..K``: the per-prediction losses (``B * (R - k) * C'``) and whether
-        each prediction ranked its positive first."""
+        """Per row offset ``k`` of :attr:`pred_offsets`: the per-prediction losses
+        (``B * (R - k) * C'``) and whether each prediction ranked its positive first."""
         b, d, rows, cols = z.shape
-        if self.pred_steps >= rows:
-            raise ValueError(f'CPCv2: pred_steps={self.pred_steps} must be smaller than the '
-                             f'number of patch rows ({rows})')
+        if self.pred_offsets[-1] >= rows:
+            skip = f' after skip_steps={self.skip_steps}' if self.skip_steps else ''
+            raise ValueError(f'CPCv2: pred_steps={self.pred_steps}{skip} must be smaller than '
+                             f'the number of patch rows ({rows})')
         candidates = z.permute(0, 2, 3, 1).reshape(-1, d)  # row (b, r, col) -> b*R*C' + r*C' + col
         location = torch.arange(b * rows * cols, device=z.device).view(b, rows, cols)
         out = []
-        for k in range(1, self.pred_steps + 1):
-            pred = self.predictors[k - 1](context[:, :, :rows - k])  # B x D x (R-k) x C'
+        for predictor, k in zip(self.predictors, self.pred_offsets):
+            pred = predictor(context[:, :, :rows - k])  # B x D x (R-k) x C'
             pred = pred.permute(0, 2, 3, 1).reshape(-1, d)
             target = location[:, k:].reshape(-1)  # the patch k rows below, same image & column
             losses, logits = self.cpc_loss(pred, candidates, target, reduction='none',
@@ -181,5 +198,5 @@ class CPCv2(BaseSelfSupervisor):
                    accuracy=torch.cat([hit for _, hit in steps]).float().mean())
         # logged per step (detached; no 'loss' in the keys: mmengine sums those)
         out.update({f'nce_k{k}': losses.detach().mean()
-                    for k, (losses, _) in enumerate(steps, start=1)})
+                    for k, (losses, _) in zip(self.pred_offsets, steps)})
         return out
