@@ -17,8 +17,8 @@ model = dict(
         to_rgb=True),
     backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='SyncBN'),
                   zero_init_residual=False),
-    neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=512, out_channels=256,
-              num_layers=2, with_bias=True, with_last_bn=False, with_last_bias=True,
+    # fc - BN(affine=False, momentum 0.001) - ReLU - dropout 0.5 - fc - ReLU, as mmselfsup's
+    neck=dict(type='ODCNeck', in_channels=2048, hid_channels=512, out_channels=256,
               with_avg_pool=True, norm_cfg=dict(type='SyncBN')),
     head=dict(type='LinearClsHead', num_classes=num_clusters, in_channels=256,
               loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
@@ -30,6 +30,10 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
+    # torchvision's RandomRotation(2): an angle uniform in [-2, 2] degrees, nearest, black fill
+    dict(type='Rotate', magnitude_level=10, magnitude_range=(0, 2), magnitude_std='inf',
+         total_level=10, random_negative_prob=0.5, prob=1.0, pad_val=0,
+         interpolation='nearest'),
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=1.0, hue=0.5),
     dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
          channel_weights=(0.114, 0.587, 0.2989)),
@@ -55,7 +59,7 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.06 * batch_size * 8 / 512, momentum=0.9,
                    weight_decay=1e-5),
     paramwise_cfg=dict(custom_keys={'head': dict(momentum=0.)}))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[400], gamma=0.1)]
+param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[400], gamma=0.4)]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
 auto_scale_lr = dict(base_batch_size=512)

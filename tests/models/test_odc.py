@@ -227,10 +227,12 @@ def test_loss_is_reweighted_cross_entropy_then_memory_update():
     img = torch.randn(4, 3, 32, 32, generator=g)
     idx = [0, 6, 8, 3]
     bank_before = model.memory_bank.feats.clone()
+    torch.manual_seed(1)  # the neck's dropout draws the same mask in both forwards
     out = model.loss(img, [DataSample(metainfo=dict(sample_idx=i)) for i in idx])
     assert set(out) == {'loss', 'cluster_acc', 'label_change_ratio'}
     assert not out['label_change_ratio'].requires_grad
     with torch.no_grad():
+        torch.manual_seed(1)
         z = model.neck(model.backbone(img))[0]
         logits = (z @ model.head.fc.weight.t() + model.head.fc.bias).double()
     target = labels[idx]
@@ -241,6 +243,47 @@ def test_loss_is_reweighted_cross_entropy_then_memory_update():
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     changed = (model.memory_bank.feats != bank_before).any(1).nonzero().flatten().tolist()
     assert changed == sorted(idx)
+
+
+def test_neck_is_mmselfsups_odc_neck():
+    """fc - BN(affine=False, momentum 0.001) - ReLU - dropout 0.5 - fc - ReLU, written out."""
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        neck = MODELS.build(dict(type='ODCNeck', in_channels=8, hid_channels=6, out_channels=5,
+                                 norm_cfg=dict(type='BN1d')))
+    neck.init_weights()
+    bn = neck.bn0
+    assert bn.weight is None and bn.bias is None and bn.momentum == 0.001
+    assert isinstance(neck.dropout, torch.nn.Dropout) and neck.dropout.p == 0.5
+    x = torch.randn(4, 8, 3, 3)
+    pooled = x.mean((2, 3))
+    h = pooled @ neck.fc0.weight.t() + neck.fc0.bias
+    neck.train()
+    torch.manual_seed(2)
+    out = neck([x])[0]
+    torch.manual_seed(2)
+    mask = torch.nn.functional.dropout(torch.ones(4, 6), 0.5, True)  # the same draw
+    hn = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + bn.eps)
+    ref = torch.relu(torch.relu(hn) * mask @ neck.fc1.weight.t() + neck.fc1.bias)
+    torch.testing.assert_close(out, ref)
+    assert (out >= 0).all()
+    # the running statistics move by 0.001 per step
+    torch.testing.assert_close(bn.running_mean, 0.001 * h.mean(0).detach())
+    neck.eval()  # no dropout, running statistics
+    ev = neck([x])[0]
+    hn = (h - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+    ref = torch.relu(torch.relu(hn) @ neck.fc1.weight.t() + neck.fc1.bias)
+    torch.testing.assert_close(ev, ref)
+    # every piece can be switched back
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        plain = MODELS.build(dict(type='ODCNeck', in_channels=8, hid_channels=6, out_channels=5,
+                                  norm_cfg=dict(type='BN1d', affine=True, momentum=0.1),
+                                  dropout=0., last_relu=False))
+    assert plain.bn0.weight is not None and plain.bn0.momentum == 0.1
+    assert isinstance(plain.dropout, torch.nn.Identity) and not plain.last_relu
+    with pytest.raises(ValueError, match='dropout must be in'):
+        MODELS.build(dict(type='ODCNeck', in_channels=8, hid_channels=6, out_channels=5,
+                          dropout=1.0))
 
 
 def test_model_errors():

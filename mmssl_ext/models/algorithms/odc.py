@@ -35,12 +35,13 @@ class ODC(BaseSelfSupervisor):
     gradient equals the single-process one on the global batch.
 
     Defaults of the paper / mmselfsup's config: ``K = 10000`` on ImageNet, memory momentum 0.5,
-    ``min_cluster_size = 20``, neck 2048 -> 512 -> 256, SGD lr 0.06 (batch 512), momentum 0.9
-    (0 for the head), wd 1e-5.
+    ``min_cluster_size = 20``, neck 2048 -> 512 -> 256 (``ODCNeck``), SGD lr 0.06 (batch 512),
+    momentum 0.9 (0 for the head), wd 1e-5, lr x0.4 at epoch 400 of 440.
 
     Args:
         backbone: backbone config.
-        neck: the projection to the memory's feature space (mmpretrain's ``NonLinearNeck``).
+        neck: the projection to the memory's feature space (``ODCNeck``: mmselfsup's
+            fc-BN-ReLU-dropout-fc-ReLU).
         head: classifier over the ``K`` clusters (mmpretrain's ``LinearClsHead``; its
             ``CrossEntropyLoss`` is used with per-sample weights).
         memory_bank: ``ODCMemory`` config (``length`` = training set size, ``num_classes`` = ``K``).

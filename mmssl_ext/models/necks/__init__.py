@@ -1,4 +1,5 @@
 from .jigsaw_projection import JigsawProjectionNeck
+from .odc_neck import ODCNeck
 from .cpc_context import CPCContextNetwork, RowCausalConv2d  # noqa: F401
 
-__all__ = ['JigsawProjectionNeck']
+__all__ = ['JigsawProjectionNeck', 'ODCNeck']
