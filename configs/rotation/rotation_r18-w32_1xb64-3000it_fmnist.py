@@ -1,7 +1,7 @@
 # RotNet on Fashion-MNIST with the shared pretext budget: all four rotations of each 32 px crop
 # (the backbone sees 256 images per step); results: configs/rotation/README.md.
 #   python tools/train.py configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py
-_base_ = ['./rotation_r50_8xb32-30e_in1k.py', '../_base_/pretext_fmnist.py']
+_base_ = ['./rotation_r50_8xb24-50e_in1k.py', '../_base_/pretext_fmnist.py']
 
 model = dict(backbone=_base_.fmnist_backbone, head=dict(in_channels=256))
 
