@@ -1,7 +1,7 @@
 # CMC (L / ab views) on Fashion-MNIST with the shared pretext budget.  Gray images make the ab
 # view constant: a "degenerate views" control (configs/cmc/README.md).
 #   python tools/train.py configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py
-_base_ = ['./cmc_r50_8xb32-200e_in1k.py', '../_base_/pretext_fmnist.py']
+_base_ = ['./cmc_r50_8xb32-240e_in1k.py', '../_base_/pretext_fmnist.py']
 
 num_train_images = _base_.fmnist_num_train_images
 
@@ -9,7 +9,8 @@ model = dict(
     backbones=[dict(_base_.half_resnet50, **_base_.fmnist_backbone, in_channels=1),
                dict(_base_.half_resnet50, **_base_.fmnist_backbone, in_channels=2)],
     neck=dict(in_channels=256),
-    memory_bank=dict(length=num_train_images, num_negatives=4096))
+    # one negative set per batch, the batch's own entries excluded (see the README)
+    memory_bank=dict(length=num_train_images, num_negatives=4096, sampling='shared'))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

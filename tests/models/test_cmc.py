@@ -19,7 +19,7 @@ from tests.helpers import REPO
 
 CMC_CFG = f'{REPO}/configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py'
 LCROPS_CFG = f'{REPO}/configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py'
-IN1K_CFG = f'{REPO}/configs/cmc/cmc_r50_8xb32-200e_in1k.py'
+IN1K_CFG = f'{REPO}/configs/cmc/cmc_r50_8xb32-240e_in1k.py'
 IDX = [3, 7, 11, 19]
 LENGTH, NUM_NEG, TAU = 20, 8, 0.07
 
@@ -129,6 +129,31 @@ def test_objective_matches_reference(objective, core_view, num_views, num_pairs,
     for (a, b), t in terms.items():
         assert float(t) == pytest.approx(ref_term(z[a], banks[b], IDX, neg_idx.tolist()),
                                          rel=rel)
+
+
+def test_per_sample_negatives_match_reference():
+    """The ImageNet config's sampling: K indices per sample (the reference's B x K draw), the
+    same indices for every bank; each sample's term uses its own row."""
+    torch.manual_seed(0)
+    model = _cmc(2, 'core', 0, 'InfoNCELoss')
+    for bank in model.memory_banks:
+        bank.sampling = 'per_sample'
+        bank.feats = bank.feats.double()
+    g = torch.Generator().manual_seed(1)
+    z = [F.normalize(torch.randn(4, 128, generator=g, dtype=torch.float64), dim=1)
+         for _ in range(2)]
+    idx = torch.tensor(IDX)
+    neg_idx = torch.randint(0, LENGTH, (4, NUM_NEG), generator=g)
+    model.memory_banks[0].sample_indices = lambda _idx: neg_idx
+    banks = [b.feats.clone() for b in model.memory_banks]
+    terms = model.pair_terms(z, idx)
+    for (a, b), t in terms.items():
+        ref = sum(_ref_infonce(z[a][n:n + 1], banks[b], IDX[n:n + 1], neg_idx[n].tolist())
+                  for n in range(4)) / 4
+        assert float(t) == pytest.approx(ref, rel=1e-9)
+    # a shared draw of the first row would give another value
+    shared = _ref_infonce(z[0], banks[1], IDX, neg_idx[0].tolist())
+    assert float(terms[(0, 1)]) != pytest.approx(shared, rel=1e-6)
 
 
 def test_loss_sums_the_terms_and_updates_every_bank():
@@ -285,8 +310,10 @@ def test_imagenet_config_builds_two_half_width_resnet50s():
         b.norm_cfg = dict(type='BN')  # SyncBN needs a process group
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(model_cfg)
-    assert model.backbone.conv1.weight.shape == (32, 1, 7, 7)
-    assert model.view_backbones[0].conv1.weight.shape == (32, 2, 7, 7)
+    # the reference's stem keeps 64 channels; only the stages are at half width
+    assert model.backbone.conv1.weight.shape == (64, 1, 7, 7)
+    assert model.view_backbones[0].conv1.weight.shape == (64, 2, 7, 7)
+    assert model.backbone.layer1[0].conv1.weight.shape == (32, 64, 1, 1)
     assert model.backbone.layer4[-1].conv3.weight.shape[0] == 1024  # half of ResNet-50's 2048
     assert model.neck.fc.weight.shape == (128, 1024)
     assert isinstance(model.losses['0to1'], MODELS.get('InfoNCELoss'))

@@ -37,12 +37,13 @@ class CMC(BaseSelfSupervisor):
     The positive of anchor ``z_i`` is the OTHER view's memory entry of the same image (before
     this step's update) and its negatives are that bank's entries of other images; the gradient
     of ``L_contrast^{i,j}`` thus reaches encoder ``i`` only.  The negative indices are drawn once
-    per step (uniformly, excluding the batch for ``sampling='shared'``) and used for every bank,
-    as CMC's reference code does.  ``NCE`` is the softmax InfoNCE (``InfoNCELoss``, CMC's
-    recommended ``--softmax`` for ResNets) or NPID's binary NCE (``NCELoss``; each directed term
-    gets its own loss module, hence its own normalising constant ``Z``, as CMC's ``Z_l`` /
-    ``Z_ab``).  With ``M = 2`` the two objectives coincide.  The pair terms are SUMMED (the
-    formulas above); each directed term is logged as ``nce_{i}to{j}`` (anchor ``i``).
+    per step and used for every bank, as CMC's reference code does (``sampling='per_sample'``:
+    ``K`` per sample, as the reference; ``'shared'``: one set for the batch, the batch
+    excluded).  ``NCE`` is the softmax InfoNCE (``InfoNCELoss``, the reference's ``--softmax``)
+    or NPID's binary NCE (``NCELoss``, the reference's default; each directed term gets its own
+    loss module, hence its own normalising constant ``Z``, as CMC's ``Z_l`` / ``Z_ab``).  With
+    ``M = 2`` the two objectives coincide.  The pair terms are SUMMED (the formulas above); each
+    directed term is logged as ``nce_{i}to{j}`` (anchor ``i``).
 
     Defaults (paper / reference code, ImageNet): 128-d embeddings, 16384 negatives, memory
     momentum 0.5, temperature 0.07.
