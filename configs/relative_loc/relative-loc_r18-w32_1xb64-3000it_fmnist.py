@@ -15,7 +15,8 @@ train_pipeline = [
 ]
 train_dataloader = dict(_base_.fmnist_train_dataloader,
                         dataset=dict(_base_.fmnist_dataset, pipeline=train_pipeline))
-optim_wrapper = _base_.fmnist_optim_wrapper
+# the shared budget's plain SGD, without the ImageNet recipe's 5x head weight decay
+optim_wrapper = dict(_base_.fmnist_optim_wrapper, paramwise_cfg=None)
 param_scheduler = _base_.fmnist_param_scheduler
 train_cfg = _base_.fmnist_train_cfg
 default_hooks = _base_.fmnist_default_hooks

@@ -1,5 +1,6 @@
 # Context prediction / relative patch location (Doersch, Gupta & Efros, ICCV 2015), ResNet-50,
-# ImageNet, 8 GPUs x 32 pairs, the paper's geometry and colour dropping.
+# ImageNet, 8 GPUs x 32 pairs: the paper's patch geometry, mmselfsup's ResNet-50 schedule
+# (relative-loc_resnet50_8xb64-steplr-70e_in1k.py); both and our choices: configs/relative_loc/.
 #   bash tools/dist_train.sh configs/relative_loc/relative-loc_r50_8xb32-70e_in1k.py 8
 _base_ = ['../_base_/pretrain_in1k.py']
 
@@ -25,6 +26,7 @@ patch_pipeline = [
 ]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
+    # a 398 px crop (3 x 96 + 2 x 48 + 2 x 7) holds the jittered lattice
     dict(type='RelativeLocationPatches', patch_size=96, gap=48, jitter=7,
          crop_scale=(0.6, 1.0), patch_pipeline=patch_pipeline),
     dict(type='PackInputs', input_key='patches', algorithm_keys=['rel_loc_label']),
@@ -33,11 +35,15 @@ train_dataloader = dict(
     batch_size=batch_size,
     dataset=dict(pipeline=train_pipeline))
 
+# mmselfsup's: lr 0.2 for 512 pairs, 5x the weight decay on the layers after the backbone
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.1 * batch_size * 8 / 256, momentum=0.9,
-                   weight_decay=1e-4))
+                   weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={'head': dict(decay_mult=5.0)}))
 param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=5,
+         convert_to_iter_based=True),
     dict(type='MultiStepLR', by_epoch=True, milestones=[30, 50], gamma=0.1)
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
