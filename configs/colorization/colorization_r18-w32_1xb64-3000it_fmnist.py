@@ -5,7 +5,9 @@ _base_ = ['./colorization_r50_8xb32-coslr-200e_in1k.py', '../_base_/pretext_fmni
 
 model = dict(
     backbone=_base_.fmnist_backbone,
-    head=dict(in_channels=(64, 128, 256), channels=64, norm_cfg=dict(type='BN')))
+    # 5 nearest bins, as measured (the ImageNet recipe: the reference's 10)
+    head=dict(in_channels=(64, 128, 256), channels=64, norm_cfg=dict(type='BN'),
+              quantizer=dict(num_neighbours=5)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -19,7 +19,8 @@ model = dict(
         channels=256,
         out_stride=4,
         fuse='sum',
-        quantizer=dict(grid_size=10, num_neighbours=5, sigma=5.0, prior_sigma=5.0),
+        # soft targets over the 10 nearest bins: the reference's NNEncLayer (the paper says 5)
+        quantizer=dict(grid_size=10, num_neighbours=10, sigma=5.0, prior_sigma=5.0),
         rebalance=True,
         rebalance_lambda=0.5,
         # the rebalancing weights stay uniform until the online prior has counted this many pixels
