@@ -32,4 +32,4 @@ train_cfg = _base_.fmnist_train_cfg
 default_hooks = _base_.fmnist_default_hooks
 log_processor = _base_.fmnist_log_processor
 randomness = _base_.fmnist_randomness
-auto_scale_lr = dict(base_batch_size=_base_.batch_size)
+auto_scale_lr = dict(base_batch_size=_base_.fmnist_batch_size)  # lr 0.03 is for batch 64
