@@ -12,3 +12,5 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='ImageNet', data_root='data/imagenet/', split='train', pipeline=[]))
+# every rank its own seed (seed + rank), as VISSL's set_seeds: ranks draw different bank negatives
+randomness = dict(seed=None, deterministic=False, diff_rank_seed=True)

@@ -13,7 +13,11 @@ model = dict(
     backbone=dict(depth=18, stem_channels=32, base_channels=32, norm_cfg=dict(type='BN')),
     neck=dict(in_channels=256),
     transform_neck=dict(in_channels=256),
-    memory_bank=dict(length=num_train_images, num_negatives=4096),
+    # one set of negatives for the batch and both loss terms (VISSL: per sample and per term);
+    # BN running statistics from the image views only: README, "Recipe notes"
+    memory_bank=dict(length=num_train_images, num_negatives=4096, sampling='shared'),
+    shared_negatives=True,
+    transformed_bn_stats=False,
     # InfoNCE: NCE's normaliser Z, estimated once from a random bank, breaks on small data
     loss=dict(type='InfoNCELoss', temperature=0.07))
 

@@ -133,3 +133,20 @@ def _same(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return a == b
+
+
+def build_transform(transform_cfg: dict):
+    """The transform built from ``transform_cfg`` (mmpretrain's registry), to read the values a
+    config leaves to the transform's defaults (e.g. ``RandomResizedCrop.crop_ratio_range``)."""
+    import mmssl_ext  # noqa: F401  (registers our transforms)
+    from mmssl_ext.registry import TRANSFORMS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return TRANSFORMS.build(copy.deepcopy(transform_cfg))
+
+
+def build_loss(loss_cfg: dict):
+    """The loss module built from ``loss_cfg`` (mmpretrain's registry), to read its defaults."""
+    import mmssl_ext  # noqa: F401  (registers our losses)
+    from mmssl_ext.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(copy.deepcopy(loss_cfg))
