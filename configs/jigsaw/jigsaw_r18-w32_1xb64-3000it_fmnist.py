@@ -13,7 +13,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='JigsawPatches', grid=3, crop_size=63, crop_scale=(0.6, 1.0), patch_size=16,
          num_permutations=num_permutations, permutation_seed=0,
-         permutation_method='max_hamming', patch_pipeline=_base_.fmnist_color_jitter),
+         permutation_method='max_avg_hamming', patch_pipeline=_base_.fmnist_color_jitter),
     dict(type='PackInputs', input_key='patches', algorithm_keys=['jigsaw_label']),
 ]
 train_dataloader = dict(_base_.fmnist_train_dataloader,
