@@ -44,13 +44,12 @@ test_dataloader = None
 test_evaluator = None
 test_cfg = None
 
+# VISSL: regularize_bn False (no decay on BatchNorm), regularize_bias True
 optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=False),
     paramwise_cfg=dict(norm_decay_mult=0.))
+# VISSL's yaml lists a 5-epoch warm-up, which VISSL drops on one node (it would start at 0.1)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.25, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    # chained after the warm-up; milestones count from begin=0, i.e. absolute epochs
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
          milestones=[30, 60, 90, 100], gamma=0.1),
 ]
