@@ -79,3 +79,42 @@ def test_bank_and_nce_z_identical_across_ranks_and_equal_to_single_process(tmp_p
     entries = torch.cat([torch.cat([p, n.flatten()]) for p, n in map(_loss_inputs, range(2))])
     expected_z = float(torch.exp(entries.double() / 0.07).mean()) * NUM_DATA
     assert abs(float(r0['z']) - expected_z) <= 1e-5 * expected_z
+
+
+def _seeded_worker(rank: int, port: int, out_dir: str) -> None:
+    """Seeded as mmengine's Runner seeds: per rank (``diff_rank_seed=True``), then all alike;
+    negatives drawn for the same indices on every rank, so only the seeds can tell them apart."""
+    from mmengine.runner import set_random_seed
+    fixed = torch.tensor([0, 1, 2])
+    out = {}
+    with gloo_group(rank, port, WORLD_SIZE):
+        for name, diff_rank_seed in (('per_rank', True), ('same', False)):
+            set_random_seed(SEED, diff_rank_seed=diff_rank_seed)
+            for sampling in ('shared', 'per_sample'):
+                bank = MemoryBank(length=LENGTH, feat_dim=DIM, num_negatives=10,
+                                  sampling=sampling)
+                out[f'{name}_{sampling}_init'] = bank.feats.clone()
+                out[f'{name}_{sampling}_draw'] = bank.sample_indices(fixed)
+                bank.update(*_batches()[0][rank])
+                out[f'{name}_{sampling}_feats'] = bank.feats.clone()
+                out[f'{name}_{sampling}_next_draw'] = bank.sample_indices(fixed)
+        torch.save(out, os.path.join(out_dir, f'seeded{rank}.pth'))
+
+
+def test_differently_seeded_ranks_draw_different_negatives_from_one_bank(tmp_path):
+    """With a seed per rank (the ImageNet configs' ``randomness.diff_rank_seed``) the ranks draw
+    different negatives and still share one bank from the first update on; with one seed for
+    all ranks every rank draws the same negatives."""
+    mp.spawn(_seeded_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    r0, r1 = (torch.load(tmp_path / f'seeded{r}.pth', weights_only=True)
+              for r in range(WORLD_SIZE))
+    for sampling in ('shared', 'per_sample'):
+        key = f'per_rank_{sampling}'
+        assert not torch.equal(r0[f'{key}_init'], r1[f'{key}_init'])  # own random banks ...
+        assert torch.equal(r0[f'{key}_feats'], r1[f'{key}_feats'])  # ... one after the update
+        assert not torch.equal(r0[f'{key}_draw'], r1[f'{key}_draw'])
+        assert not torch.equal(r0[f'{key}_next_draw'], r1[f'{key}_next_draw'])
+        key = f'same_{sampling}'
+        assert torch.equal(r0[f'{key}_init'], r1[f'{key}_init'])
+        assert torch.equal(r0[f'{key}_draw'], r1[f'{key}_draw'])
+        assert torch.equal(r0[f'{key}_next_draw'], r1[f'{key}_next_draw'])
