@@ -4,7 +4,7 @@ NCE/NCEAverage.py, util.py)."""
 import pytest
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.registry import MODELS, TRANSFORMS
+from mmssl_ext.registry import MODELS
 from tests.configs import recipe as R
 
 CFG = 'cmc/cmc_r50_8xb32-240e_in1k.py'
@@ -77,8 +77,7 @@ def test_augmentation():
     assert R.transform_types(pipeline) == ['LoadImageFromFile', 'RandomResizedCrop',
                                            'RandomFlip', 'PackInputs']
     crop = R.find_transform(pipeline, 'RandomResizedCrop')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ratio_range = tuple(TRANSFORMS.build(crop).crop_ratio_range)
+    ratio_range = tuple(R.build_transform(crop).crop_ratio_range)
     assert crop['scale'] == 224 and ratio_range == (0.08, 1.0)
     assert R.find_transform(pipeline, 'RandomFlip')['prob'] == 0.5
 

@@ -4,10 +4,8 @@ mmselfsup's configs/selfsup/deepcluster/deepcluster-sobel_resnet50_8xb64-steplr-
 (open-mmlab/mmselfsup 1.x; 0.x the same values)."""
 import inspect
 
-from mmengine.registry import DefaultScope
 
 from mmssl_ext.models.algorithms.deepcluster import DeepCluster
-from mmssl_ext.registry import TRANSFORMS
 from tests.configs import recipe as R
 
 CFG = 'deepcluster/deepcluster_r50_8xb64-200e_in1k.py'
@@ -61,7 +59,6 @@ def test_augmentation():
     assert R.transform_types(pipeline) == ['LoadImageFromFile', 'RandomResizedCrop',
                                            'RandomFlip', 'PackInputs']
     crop = R.find_transform(pipeline, 'RandomResizedCrop')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ratio_range = tuple(TRANSFORMS.build(crop).crop_ratio_range)
+    ratio_range = tuple(R.build_transform(crop).crop_ratio_range)
     assert crop['scale'] == 224 and ratio_range == (0.08, 1.0)
     assert R.find_transform(pipeline, 'RandomFlip')['prob'] == 0.5

@@ -3,7 +3,7 @@ the same values; 1.x paths below)."""
 import numpy as np
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.registry import MODELS, TRANSFORMS
+from mmssl_ext.registry import MODELS
 from tests.configs import recipe as R
 
 CFG = 'odc/odc_r50_8xb64-440e_in1k.py'
@@ -69,9 +69,8 @@ def test_augmentation():
     assert R.transform_types(pipeline)[1:-1] == [
         'RandomResizedCrop', 'RandomFlip', 'Rotate', 'ColorJitter', 'RandomGrayscale']
     crop = R.find_transform(pipeline, 'RandomResizedCrop')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ratio_range = tuple(TRANSFORMS.build(crop).crop_ratio_range)
-        rotate = TRANSFORMS.build(R.find_transform(pipeline, 'Rotate'))
+    ratio_range = tuple(R.build_transform(crop).crop_ratio_range)
+    rotate = R.build_transform(R.find_transform(pipeline, 'Rotate'))
     assert crop['scale'] == 224 and ratio_range == (0.08, 1.0)
     assert R.find_transform(pipeline, 'RandomFlip')['prob'] == 0.5
     R.assert_values(R.find_transform(pipeline, 'ColorJitter'),

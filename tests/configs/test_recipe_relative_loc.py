@@ -10,7 +10,6 @@ import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from mmssl_ext.registry import TRANSFORMS
 from tests.configs import recipe as R
 
 CFG = 'relative_loc/relative-loc_r50_8xb32-70e_in1k.py'
@@ -51,8 +50,7 @@ def test_patch_geometry():
     patches = R.find_transform(cfg.train_dataloader.dataset.pipeline, 'RelativeLocationPatches')
     # train.py: patch_sz=(96,96), gap = 48, noise = 7 (random.randint(-noisehalf, noisehalf))
     R.assert_values(patches, dict(patch_size=96, gap=48, jitter=7))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        # the lattice of three patches and two gaps, each patch shifted by up to 7 px
-        assert TRANSFORMS.build(patches).crop_size == 398
+    # the lattice of three patches and two gaps, each patch shifted by up to 7 px
+    assert R.build_transform(patches).crop_size == 398
     # train.py pos2lbl: 8 neighbours
     assert cfg.model.head.num_classes == 8 and cfg.model.head.num_inputs == 2

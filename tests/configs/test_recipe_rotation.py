@@ -1,9 +1,7 @@
 """RotNet's ImageNet recipe pinned to the official code (gidariss/FeatureLearningRotNet:
 config/ImageNet_RotNet_AlexNet.py, algorithms/Algorithm.py, dataloader.py)."""
 import pytest
-from mmengine.registry import DefaultScope
 
-from mmssl_ext.registry import TRANSFORMS
 from tests.configs import recipe as R
 
 CFG = 'rotation/rotation_r50_8xb24-50e_in1k.py'
@@ -56,8 +54,7 @@ def test_model_and_augmentation():
     assert R.transform_types(pipeline) == ['LoadImageFromFile', 'RandomResizedCrop',
                                            'RandomFlip', 'AllRotations90', 'PackInputs']
     crop = R.find_transform(pipeline, 'RandomResizedCrop')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ratio_range = tuple(TRANSFORMS.build(crop).crop_ratio_range)
+    ratio_range = tuple(R.build_transform(crop).crop_ratio_range)
     assert crop['scale'] == 224 and ratio_range == (0.08, 1.0)
     assert R.find_transform(pipeline, 'RandomFlip')['prob'] == 0.5
     assert R.find_transform(pipeline, 'AllRotations90')['angles'] == [0, 90, 180, 270]
