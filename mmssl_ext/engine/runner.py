@@ -14,6 +14,7 @@ Our ``tools/train.py`` adds :data:`DEFAULT_SSL_RUNTIME` (and logs it) to a confi
 inherit the runtime base, e.g. an ``mmpretrain::`` recipe given on the command line.
 """
 import copy
+import logging
 import os.path as osp
 from typing import List, Optional
 
@@ -114,8 +115,9 @@ def use_checked_image_loading(cfg: Config) -> bool:
 def finalize_dataloader_cfgs(cfg: Config) -> None:
     """What every entry point needs after every override: torch refuses ``persistent_workers``
     without worker processes (so ``train_dataloader.num_workers=0`` alone must not break a run),
-    and ``collate_fn`` dicts from ``mmpretrain::`` bases must lose the ``_scope_`` that
-    ``Runner.build_dataloader`` would pass to the function."""
+    ``collate_fn`` dicts from ``mmpretrain::`` bases must lose the ``_scope_`` that
+    ``Runner.build_dataloader`` would pass to the function, and ``pin_memory`` (mmpretrain's
+    default) only warns on a machine without CUDA."""
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field, None)
         if loader is None or not hasattr(loader, 'get'):
@@ -123,6 +125,8 @@ def finalize_dataloader_cfgs(cfg: Config) -> None:
         strip_collate_scope(loader)
         if loader.get('num_workers', 0) == 0 and loader.get('persistent_workers', False):
             loader['persistent_workers'] = False
+        if loader.get('pin_memory', False) and not torch.cuda.is_available():
+            loader['pin_memory'] = False
 
 
 def apply_runtime(cfg: Config) -> List[str]:
@@ -185,11 +189,31 @@ def _name_annotation_file(err: ImageLoadError, runner: Runner) -> ImageLoadError
                      f'(train_dataloader.dataset.ann_file, {type(dataset).__name__})')
 
 
+class ExpectedNoticesAsInfo(logging.Filter):
+    """mmengine warnings that our runs trigger by design and that a user cannot act on, logged
+    as INFO: the restart of an iteration-based loop's ``DefaultSampler`` at each epoch (our
+    configs keep it on purpose: a fresh ``seed + epoch`` shuffle per epoch, the order the
+    published numbers were measured with) and the deprecation notes of mmengine's own
+    ``CheckpointHook``."""
+
+    PREFIXES = ('Reach the end of the dataloader', '"FileClient" will be deprecated',
+                '"HardDiskBackend" is the alias')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith(self.PREFIXES):
+            record.levelno, record.levelname = logging.INFO, 'INFO'
+        return True
+
+
 @RUNNERS.register_module()
 class SSLRunner(Runner):
     """mmengine's ``Runner`` that applies the config's ``ssl_runtime`` before it is built, runs
     torchrun launches on machines without CUDA (gloo), and names the culprit of a bad config key
     or an unreadable training image (``explain_config_errors``, the annotation file)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger.addFilter(ExpectedNoticesAsInfo())
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SSLRunner':

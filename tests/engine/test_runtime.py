@@ -169,3 +169,22 @@ def test_both_train_scripts_refuse_a_corrupt_image_with_one_message(
     assert messages[0] == messages[1]
     assert bad in messages[0] and 'truncated, corrupt or not an image' in messages[0]
     assert osp.join(tree, 'meta', 'train.txt') in messages[0]
+
+
+def test_expected_mmengine_notices_are_info_and_others_stay_warnings():
+    import logging
+
+    from mmssl_ext.engine.runner import ExpectedNoticesAsInfo, finalize_dataloader_cfgs
+
+    def record(msg):
+        return logging.LogRecord('mmengine', logging.WARNING, __file__, 1, msg, None, None)
+
+    notice = record('Reach the end of the dataloader, it will be restarted and continue')
+    other = record('MemoryBankSizeCheckHook: the memory bank is longer than the data set')
+    f = ExpectedNoticesAsInfo()
+    assert f.filter(notice) and f.filter(other)
+    assert (notice.levelno, notice.levelname) == (logging.INFO, 'INFO')
+    assert (other.levelno, other.levelname) == (logging.WARNING, 'WARNING')
+    cfg = Config(dict(train_dataloader=dict(pin_memory=True, num_workers=2)))
+    finalize_dataloader_cfgs(cfg)
+    assert cfg.train_dataloader.pin_memory is torch.cuda.is_available()
