@@ -236,8 +236,9 @@ def apply_batch_size(cfg, batch: Optional[int]) -> None:
 
 # -------------------------------------------------------------------------------- evaluation
 def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
-             raw_pixels: bool = False) -> Dict[str, float]:
-    """kNN k=20 / k=200 on 60k -> 10k and a linear probe on ``probe_train`` train images."""
+             raw_pixels: bool = False, weights: str = 'default') -> Dict[str, float]:
+    """kNN k=20 / k=200 on 60k -> 10k and a linear probe on ``probe_train`` train images;
+    ``weights``: the backbone of a teacher-student checkpoint (``select_backbone``)."""
     from mmssl_ext.cli.knn_eval import RawPixels
     from mmssl_ext.evaluation.features import extract_features
     from mmssl_ext.evaluation.knn import knn_evaluate
@@ -247,7 +248,7 @@ def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
     knn = cfg.knn_eval
     model = build_model(cfg, seed)
     if checkpoint not in ('random', 'pixels'):
-        load_backbone_weights(model, checkpoint)
+        load_backbone_weights(model, checkpoint, weights=weights)
     model.eval()
     backbone = RawPixels() if raw_pixels else None
     feats = {}
@@ -263,6 +264,19 @@ def evaluate(cfg, checkpoint: str, probe_train: int, seed: int = 0,
     sub = torch.randperm(len(tr_f), generator=g)[:probe_train]
     out['linear_top1'] = linear_probe(tr_f[sub], tr_y[sub], te_f, te_y)
     return {k: round(float(v), 2) for k, v in out.items()}
+
+
+def evaluate_other_weights(cfg, checkpoint: str, probe_train: int) -> dict:
+    """Of a teacher-student checkpoint: which backbone the row's numbers are of (``weights``,
+    the one the method's authors evaluate) and the other one's numbers; ``{}`` otherwise."""
+    from mmssl_ext.utils.checkpoint import (find_two_encoder_layout, load_checkpoint_safe,
+                                            state_dict_of)
+    layout = find_two_encoder_layout(state_dict_of(load_checkpoint_safe(checkpoint)))
+    if layout is None:
+        return {}
+    other = 'student' if layout.evaluated == 'teacher' else 'teacher'
+    return dict(weights=layout.evaluated, other_weights=dict(
+        weights=other, **evaluate(cfg, checkpoint, probe_train, weights=other)))
 
 
 # ------------------------------------------------------------------------------------ runner
@@ -349,6 +363,8 @@ def run_method(name: str, config: str, args, preset: dict,
     row['images_per_second'] = round(row['samples'] / row['train_seconds'], 1)
     start = time.time()
     row.update(evaluate(cfg, osp.join(work, f'iter_{iters}.pth'), preset['probe_train']))
+    row.update(evaluate_other_weights(cfg, osp.join(work, f'iter_{iters}.pth'),
+                                      preset['probe_train']))
     row['eval_seconds'] = round(time.time() - start, 1)
     print(f'[{name}] {row}', flush=True)
     return row
@@ -374,9 +390,14 @@ def markdown(report: dict) -> str:
                          f"{ri['k200_top1']:.2f} | {ri['linear_top1']:.2f} | | | | |")
         if 'k20_top1' not in r:
             continue
-        lines.append(f"| {name} | {r['k20_top1']:.2f} | {r['k200_top1']:.2f} | "
+        label = f"{name} ({r['weights']})" if 'weights' in r else name
+        lines.append(f"| {label} | {r['k20_top1']:.2f} | {r['k200_top1']:.2f} | "
                      f"{r['linear_top1']:.2f} | {it} | {r.get('images_per_sample', '-')} | "
                      f"{r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
+        if 'other_weights' in r:
+            ow = r['other_weights']
+            lines.append(f"| {name} ({ow['weights']}) | {ow['k20_top1']:.2f} | "
+                         f"{ow['k200_top1']:.2f} | {ow['linear_top1']:.2f} | | | | |")
     notes = [(name, r['clusterfit']) for name, r in report['rows'].items() if 'clusterfit' in r]
     if notes:
         lines.append('')

@@ -1,7 +1,7 @@
 """Teacher-student checkpoints: extraction and kNN default to the backbone the method's authors
 evaluate (DINO: the EMA teacher; MoCo v2 / v3, BYOL: the student), ``--weights`` picks the
 other, and the tools say which one they used.  Real checkpoints: 2 tools/train.py iterations of
-each method's Fashion-MNIST config on the tiny tree."""
+each method's Fashion-MNIST config on the tiny tree (1 for DINO, BYOL, MoCo v3)."""
 import os.path as osp
 
 import pytest
@@ -30,7 +30,7 @@ METHODS = {
 def _train_options(tree, work):
     return [f'train_dataloader.dataset.data_root={tree}', 'train_dataloader.batch_size=4',
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2']
+            'train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1']
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +41,7 @@ def checkpoints(tiny_tree, tiny_moco_ckpt, tmp_path_factory):
         work = str(tmp_path_factory.mktemp(f'tiny_{name}'))
         train_api.main([METHODS[name][0], '--work-dir', work, '--cfg-options',
                         *_train_options(tiny_tree, work)])
-        out[name] = osp.join(work, 'iter_2.pth')
+        out[name] = osp.join(work, 'iter_1.pth')
     return out
 
 
@@ -69,7 +69,7 @@ def test_default_and_flag_pick_the_right_backbone(method, checkpoints, tmp_path)
     state = _state(checkpoints[method])
     student, teacher = _under(state, 'backbone.'), _under(state, teacher_prefix)
     assert student and set(student) == set(teacher)
-    # after 2 steps the momentum / EMA copy differs from the trained network
+    # after a step the momentum / EMA copy differs from the trained network
     assert any(not torch.equal(student[k], teacher[k]) for k in student
                if student[k].is_floating_point())
     want = {'teacher': teacher, 'student': student}
@@ -142,3 +142,20 @@ def test_knn_eval_default_is_teacher_for_dino(checkpoints, tiny_tree, tmp_path, 
         name = 'student' if weights == 'student' else 'EMA teacher'
         assert f"checkpoint weights: DINO's {name}" in printed
     assert res['default'] == res['teacher']
+
+
+def test_quality_harness_evaluates_both_and_names_them(checkpoints, tiny_pirl_ckpt,
+                                                       monkeypatch):
+    from benchmarks import quality
+    calls = []
+    monkeypatch.setattr(quality, 'evaluate', lambda cfg, ckpt, probe, weights='default': (
+        calls.append(weights) or dict(k20_top1=1.0, k200_top1=2.0, linear_top1=3.0)))
+    assert quality.evaluate_other_weights(None, tiny_pirl_ckpt, 10) == {}
+    row = quality.evaluate_other_weights(None, checkpoints['dino'], 10)
+    assert calls == ['student'] and row['weights'] == 'teacher'
+    assert row['other_weights'] == dict(weights='student', k20_top1=1.0, k200_top1=2.0,
+                                        linear_top1=3.0)
+    row.update(k20_top1=4.0, k200_top1=5.0, linear_top1=6.0, iterations=2, batch_size=4)
+    md = quality.markdown(dict(preset='cpu', date='today', budget=1, full_train=False,
+                               probe_train=10, rows={'dino': row}, command='x', machine='y'))
+    assert '| dino (teacher) | 4.00 |' in md and '| dino (student) | 1.00 |' in md
