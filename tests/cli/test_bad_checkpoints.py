@@ -1,6 +1,6 @@
 """Checkpoints without backbone weights or of another architecture are refused with the file named.
 
-Gaps left by tests/apis/test_knn_eval_tool.py (another depth) and
+Gaps left by tests/cli/test_knn_eval_tool.py (another depth) and
 tests/engine/test_pretrained_check_hook.py (partial / mismatched keys): another *width* through the
 tools/knn_eval.py CLI, and a file holding only ``head.*`` keys (knn_eval's loader, the hook, and a
 benchmark config run by tools/train.py)."""

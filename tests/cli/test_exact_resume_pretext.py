@@ -1,9 +1,9 @@
-"""Exact resume of the pretext-task family beyond rotation (tests/apis/test_exact_resume.py):
+"""Exact resume of the pretext-task family beyond rotation (tests/cli/test_exact_resume.py):
 Jigsaw puzzles (tile jitter and permutation draws in the pipeline) and Colorization (the online
 class prior ``head.bin_counts``, a buffer the loss weights depend on)."""
 import os.path as osp
 
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
 
 

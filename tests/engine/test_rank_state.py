@@ -1,6 +1,6 @@
 """PerRankStateHook: the DDP save / resume pattern shared by RNGStateHook and ResumableSwAVHook.
 
-The end-to-end exactness of both hooks is tested in tests/apis/test_exact_resume.py and
+The end-to-end exactness of both hooks is tested in tests/cli/test_exact_resume.py and
 tests/engine/test_swav_queue_hook.py; here the base's own contract: when it gathers, what it
 hands over for a save, and when a loaded entry counts as a resume.
 """

@@ -75,11 +75,14 @@ def test_apply_runtime_once_and_what_it_changes():
         apply_runtime(Config(dict(ssl_runtime=dict(atomic=True))))
 
 
-def test_a_config_without_the_runtime_base_gets_it_logged(capsys):
+def test_a_config_without_the_runtime_base_gets_it_logged(monkeypatch):
+    import mmssl_ext.engine.runner as runner_mod
+    logged = []
+    monkeypatch.setattr(runner_mod, 'print_log', lambda msg, **kw: logged.append(msg))
     cfg = Config(dict(model=dict(type='x')))
     assert add_default_runtime(cfg)
     assert cfg.runner_type == 'SSLRunner' and cfg.ssl_runtime.to_dict() == DEFAULT_SSL_RUNTIME
-    assert 'does not inherit configs/_base_/default_runtime.py' in capsys.readouterr().out
+    assert len(logged) == 1 and 'does not inherit configs/_base_/default_runtime.py' in logged[0]
     assert not add_default_runtime(cfg)  # once
     other = Config(dict(runner_type='FlexibleRunner'))
     add_default_runtime(other)
@@ -121,7 +124,7 @@ def _losses(work):
 def test_mmpretrain_train_script_resumes_exactly(tiny_tree, tmp_path, monkeypatch):
     """A short PIRL run through mmpretrain's train script, interrupted after K iterations and
     resumed with --resume, equals the uninterrupted run: losses and final weights, bitwise."""
-    import tests.apis.test_exact_resume  # noqa: F401  registers _InterruptAfterHook
+    import tests.cli.test_exact_resume  # noqa: F401  registers _InterruptAfterHook
     assert osp.isfile(MMPRETRAIN_TRAIN), MMPRETRAIN_TRAIN
     full = str(tmp_path / 'full')
     _mmpretrain_train([_tiny_config(tmp_path, tiny_tree, 'full'), '--work-dir', full],

@@ -2,7 +2,7 @@
 
 The real Fashion-MNIST SwAV config, shrunk (batch 4, queue of 8 = two batches, so the queue is
 full and in use from iteration 3; prototypes frozen for 2 iterations), runs through tools/train.py's
-path as in tests/apis/test_exact_resume.py: A uninterrupted to N=6, B interrupted after K=3 and
+path as in tests/cli/test_exact_resume.py: A uninterrupted to N=6, B interrupted after K=3 and
 resumed.  Under DDP the same comparison runs with 2 gloo processes through tools/dist_train.sh.
 """
 import os
@@ -23,7 +23,7 @@ from mmssl_ext.engine.hooks.rng_state import add_exact_resume_hooks
 from mmssl_ext.engine.hooks.swav_queue import SWAV_QUEUE_KEY, split_saved_queues
 from mmssl_ext.utils.checkpoint import load_checkpoint_safe
 from tests.helpers import free_port
-from tests.apis.test_exact_resume import _differing, _logged, _model, _train
+from tests.cli.test_exact_resume import _differing, _logged, _model, _train
 from mmssl_ext.registry import HOOKS
 from tests.helpers import REPO
 

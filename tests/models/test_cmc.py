@@ -14,7 +14,7 @@ import mmssl_ext  # noqa: F401
 from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.utils.lab import rgb_to_lab
 from mmssl_ext.registry import MODELS
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
 
 CMC_CFG = f'{REPO}/configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py'

@@ -15,7 +15,7 @@ from mmssl_ext.cli import train as train_api
 from mmssl_ext.datasets import samplers as samplers_mod
 from mmssl_ext.datasets.samplers import ClusterUniformSampler
 from mmssl_ext.registry import MODELS
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
 
 DC_FMNIST_CFG = osp.join(REPO, 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py')

@@ -19,7 +19,7 @@ import mmssl_ext  # noqa: F401  (registration)
 from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.losses import DINOLoss
 from mmssl_ext.registry import MODELS
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO, free_port, gloo_group
 
 R18_CFG = osp.join(REPO, 'configs/dino/dino_r18-w32_1xb64-3000it_fmnist.py')

@@ -15,7 +15,7 @@ import mmssl_ext  # noqa: F401
 from mmssl_ext.cli import train as train_api
 from mmssl_ext.registry import MODELS
 from mmssl_ext.utils.checkpoint import load_checkpoint_safe
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
 
 NPID_FMNIST_CFG = f'{REPO}/configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py'

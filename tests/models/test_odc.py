@@ -18,7 +18,7 @@ from mmssl_ext.cli import train as train_api
 from mmssl_ext.models.memories import ODCMemory
 from mmssl_ext.models.memories.odc_memory import odc_class_weights
 from mmssl_ext.registry import MODELS
-from tests.apis.test_exact_resume import _COMMON, _check_exact_resume
+from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO, free_port, gloo_group
 
 ODC_FMNIST_CFG = osp.join(REPO, 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py')

@@ -45,7 +45,7 @@ training code of mmssl_ext draws from a private ``torch.Generator`` / ``np.rando
 
 Exactness: with ``num_workers=0`` and deterministic kernels (every CPU op used here) a run
 interrupted after ``k`` iterations and resumed gives bit-identical losses and weights
-(``tests/apis/test_exact_resume.py``).  With ``num_workers > 0`` the pipeline runs in worker
+(``tests/cli/test_exact_resume.py``).  With ``num_workers > 0`` the pipeline runs in worker
 processes whose generators mmengine seeds with ``num_workers * rank + worker_id + seed``, batches
 go to the workers round-robin, and the advance replays them batch by batch, so the resumed stream
 is the same too (checked bitwise for PIRL with 2 workers, persistent or not, resuming mid-epoch
