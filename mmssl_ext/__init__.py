@@ -10,5 +10,8 @@ from .version import __version__
 register_safe_globals()
 
 from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registration side effects)
+from .zoo.model_index import register_model_index  # noqa: E402
+
+register_model_index()  # our model names in mmpretrain's ModelHub (list_models, get_model)
 
 __all__ = ['__version__']

@@ -17,6 +17,7 @@ import mmssl_ext
 PKG_DIR = osp.dirname(mmssl_ext.__file__)
 LAYERS = {
     'registry': 0, 'version': 0, 'utils': 0, 'evaluation': 0, 'clustering': 0,
+    'zoo': 0,
     'models': 1, 'datasets': 1,
     'engine': 2, 'clusterfit': 2,
     'cli': 3,
