@@ -13,3 +13,51 @@ its heads. So:
 
 Layer: bottom (as ``utils``); imports only ``mmssl_ext.utils`` and ``mmssl_ext.registry``.
 """
+from typing import Optional
+
+from mmengine.runner import CheckpointLoader
+
+from .common import ZooFormatError, load_source, split_scheme
+from .dino import EXTRA_SAFE as _DINO_SAFE
+from .dino import convert_dino
+from .mmselfsup import convert_mmselfsup
+from .vissl import convert_vissl
+
+__all__ = ['ZooFormatError', 'convert_vissl', 'convert_dino', 'convert_mmselfsup',
+           'register_schemes', 'SCHEMES']
+
+
+def load_vissl(filename: str, map_location: Optional[str] = None) -> dict:
+    """``vissl://PATH_OR_URL``: a VISSL ResNet trunk as ``{'state_dict': {'backbone.*'}}``."""
+    _, path = split_scheme(filename, 'vissl://')
+    state, meta = convert_vissl(load_source(path), source=path)
+    return dict(state_dict=state, meta=meta)
+
+
+def load_dino(filename: str, map_location: Optional[str] = None) -> dict:
+    """``dino://[teacher/|student/]PATH_OR_URL``: an official DINO backbone (the teacher of a
+    training checkpoint unless ``student/`` is given)."""
+    network, path = split_scheme(filename, 'dino://', ('teacher', 'student'))
+    state, meta = convert_dino(load_source(path, extra_safe=_DINO_SAFE), network, source=path)
+    return dict(state_dict=state, meta=meta)
+
+
+def load_mmselfsup(filename: str, map_location: Optional[str] = None) -> dict:
+    """``mmselfsup://[sobel/]PATH_OR_URL``: an mmselfsup / OpenSelfSup backbone (``sobel/``
+    accepts DeepCluster's 2-channel Sobel stem)."""
+    option, path = split_scheme(filename, 'mmselfsup://', ('sobel', ))
+    state, meta = convert_mmselfsup(load_source(path), sobel=option == 'sobel', source=path)
+    return dict(state_dict=state, meta=meta)
+
+
+#: scheme -> loader, registered with mmengine's CheckpointLoader on ``import mmssl_ext``
+SCHEMES = {'vissl://': load_vissl, 'dino://': load_dino, 'mmselfsup://': load_mmselfsup}
+
+
+def register_schemes() -> None:
+    """Register :data:`SCHEMES` (idempotent)."""
+    for prefix, loader in SCHEMES.items():
+        CheckpointLoader.register_scheme(prefix, loader, force=True)
+
+
+register_schemes()

@@ -140,6 +140,21 @@ def backbone_cfg(state: Dict[str, Any]) -> Optional[dict]:
     return resnet_cfg(state) or vit_cfg(state)
 
 
+def check_backbone(body: Dict[str, torch.Tensor], cfg: dict, source: str) -> None:
+    """Refuse ``body`` unless it fills the mmpretrain backbone ``cfg`` describes exactly (the
+    keys and shapes ``PretrainedCheckHook`` will compare)."""
+    from mmpretrain.models import ResNet, VisionTransformer
+    from mmssl_ext.utils.checkpoint import check_keys
+    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
+    model = (ResNet if cfg['type'] == 'ResNet' else VisionTransformer)(**kwargs)
+    report = check_keys(model.state_dict(), body, model_name=f'mmpretrain {cfg["type"]}')
+    if any(report.values()):
+        raise ZooFormatError(
+            f'{source}: the weights do not fill an mmpretrain {cfg} exactly: '
+            f'missing {report["missing"][:4]}, unexpected {report["unexpected"][:4]}, '
+            f'other shape {report["mismatched"][:2]}')
+
+
 def save_converted(state: Dict[str, torch.Tensor], out: str, meta: dict) -> None:
     """Write ``dict(state_dict=state, meta=meta)`` to ``out`` atomically (never a partial file)."""
     buf = io.BytesIO()

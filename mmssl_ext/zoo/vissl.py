@@ -12,7 +12,7 @@ VISSL's keys (no mmpretrain head has their layout).
 from collections import OrderedDict
 from typing import Any, Dict, Tuple
 
-from .common import layout_error, resnet_cfg, tensors
+from .common import check_backbone, layout_error, resnet_cfg, tensors
 
 LAYOUTS = (
     "classy_state_dict['base_model']['model']['trunk'] (and ['heads']): VISSL training and "
@@ -67,6 +67,7 @@ def convert_vissl(ckpt: Any, keep_heads: bool = False,
         raise layout_error(source, ckpt, [f'{lay} with a ResNet trunk (conv1, layer1..4; '
                                           'AlexNet / RegNet trunks are not supported)'
                                           for lay in LAYOUTS], 'VISSL ResNet')
+    check_backbone(body, cfg, source)
     state = OrderedDict(('backbone.' + k, v) for k, v in body.items())
     if keep_heads:
         state.update(('heads.' + k, v) for k, v in tensors(heads).items())

@@ -90,3 +90,74 @@ def load_strict(model: nn.Module, state: dict, prefix: str = 'backbone.') -> nn.
     model.load_state_dict(own, strict=True)
     model.eval()
     return model
+
+
+class DinoBlock(nn.Module):
+    """facebookresearch/dino vision_transformer.py Block (pre-norm attention + MLP)."""
+
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(dim, dim * 3)
+        self.attn.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Module()
+        self.mlp.fc1, self.mlp.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.attn.qkv(self.norm1(x)).reshape(B, N, 3, self.heads, C // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = (q @ k.transpose(-2, -1) * (C // self.heads) ** -0.5).softmax(dim=-1)
+        x = x + self.attn.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+        return x + self.mlp.fc2(nn.functional.gelu(self.mlp.fc1(self.norm2(x))))
+
+
+class DinoViT(nn.Module):
+    """DINO's VisionTransformer (timm keys), small: its forward returns norm(x)[:, 0]."""
+
+    def __init__(self, img_size=32, patch=16, dim=128, depth=2, hidden=256):
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, (img_size // patch) ** 2 + 1, dim) * 0.02)
+        self.blocks = nn.ModuleList(DinoBlock(dim, dim // 64, hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        for p in self.norm.parameters():
+            nn.init.normal_(p, 0.5, 0.1)
+
+    def forward(self, x):
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)[:, 0]
+
+
+def mm_vit(cfg: dict) -> nn.Module:
+    from mmpretrain.models import VisionTransformer
+    model = VisionTransformer(**{k: v for k, v in cfg.items() if k != 'type'})
+    model.eval()
+    return model
+
+
+def dino_training_checkpoint(teacher: dict, student: dict, teacher_ddp: bool) -> dict:
+    """main_dino.py's save_dict: MultiCropWrapper (backbone + DINOHead) per network; the student
+    is DDP-wrapped (module.), the teacher only when it has BatchNorm (ResNet)."""
+    import argparse
+
+    def wrap(backbone, ddp):
+        pre = 'module.' if ddp else ''
+        out = {f'{pre}backbone.{k}': v.clone() for k, v in backbone.items()}
+        out[f'{pre}head.mlp.0.weight'] = torch.randn(8, 4)
+        out[f'{pre}head.last_layer.weight_g'] = torch.ones(16, 1)
+        return out
+
+    return {'student': wrap(student, True), 'teacher': wrap(teacher, teacher_ddp),
+            'optimizer': {'state': {}, 'param_groups': [{'lr': 0.1, 'params': [0, 1]}]},
+            'epoch': 100, 'args': argparse.Namespace(arch='vit_small', patch_size=16),
+            'dino_loss': {'center': torch.zeros(1, 16)}}

@@ -5,8 +5,8 @@ import torch
 
 from mmssl_ext.zoo.common import ZooFormatError
 from mmssl_ext.zoo.vissl import convert_vissl
-from tests.zoo.helpers import (ATOL, load_strict, mm_resnet, tv_features, tv_resnet,
-                               vissl_checkpoint, vissl_trunk, vissl_wide_resnet50)
+from tests.zoo.helpers import (ATOL, load_strict, mm_resnet, no_conv_init, tv_features,
+                               tv_resnet, vissl_checkpoint, vissl_trunk, vissl_wide_resnet50)
 
 
 def _check_features(net, state, cfg, size=32):
@@ -20,7 +20,8 @@ def _check_features(net, state, cfg, size=32):
 
 def test_resnet50_classy_state_dict():
     net = tv_resnet(50)
-    state, meta = convert_vissl(vissl_checkpoint(net, heads=False))
+    with no_conv_init():  # the converter's check builds an mmpretrain ResNet-50
+        state, meta = convert_vissl(vissl_checkpoint(net, heads=False))
     assert meta['backbone_cfg'] == dict(type='ResNet', depth=50, in_channels=3)
     assert all(k.startswith('backbone.') for k in state)
     _check_features(net, state, meta['backbone_cfg'], size=32)
@@ -59,7 +60,8 @@ def test_heads_dropped_or_kept():
 def test_width_multiplier():
     """VISSL's ResNet-50 w2: stem_channels = base_channels = 128 in mmpretrain's ResNet."""
     net = vissl_wide_resnet50(2)
-    state, meta = convert_vissl(vissl_checkpoint(net, heads=False))
+    with no_conv_init():
+        state, meta = convert_vissl(vissl_checkpoint(net, heads=False))
     assert meta['backbone_cfg'] == dict(type='ResNet', depth=50, in_channels=3,
                                         stem_channels=128, base_channels=128)
     _check_features(net, state, meta['backbone_cfg'], size=32)
