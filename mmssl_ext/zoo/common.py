@@ -1,5 +1,6 @@
 """What every zoo converter shares: safe loading of a source file or URL, the refusal of
 unrecognised layouts, the architecture a state dict describes, and atomic output files."""
+import functools
 import io
 import os
 import os.path as osp
@@ -140,14 +141,24 @@ def backbone_cfg(state: Dict[str, Any]) -> Optional[dict]:
     return resnet_cfg(state) or vit_cfg(state)
 
 
+@functools.lru_cache(maxsize=8)
+def _backbone_shapes(cfg_items: tuple) -> Dict[str, torch.Size]:
+    """Key -> shape of the mmpretrain backbone a (hashable) config describes."""
+    from mmpretrain.models import ResNet, VisionTransformer
+    kwargs = {k: v for k, v in cfg_items if k != 'type'}
+    kwargs = {k: (dict(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+    cls = ResNet if dict(cfg_items)['type'] == 'ResNet' else VisionTransformer
+    return {k: v.shape for k, v in cls(**kwargs).state_dict().items()}
+
+
 def check_backbone(body: Dict[str, torch.Tensor], cfg: dict, source: str) -> None:
     """Refuse ``body`` unless it fills the mmpretrain backbone ``cfg`` describes exactly (the
     keys and shapes ``PretrainedCheckHook`` will compare)."""
-    from mmpretrain.models import ResNet, VisionTransformer
     from mmssl_ext.utils.checkpoint import check_keys
-    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
-    model = (ResNet if cfg['type'] == 'ResNet' else VisionTransformer)(**kwargs)
-    report = check_keys(model.state_dict(), body, model_name=f'mmpretrain {cfg["type"]}')
+    items = tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+                         for k, v in cfg.items()))
+    own = {k: torch.empty(shape, device='meta') for k, shape in _backbone_shapes(items).items()}
+    report = check_keys(own, body, model_name=f'mmpretrain {cfg["type"]}')
     if any(report.values()):
         raise ZooFormatError(
             f'{source}: the weights do not fill an mmpretrain {cfg} exactly: '
