@@ -29,16 +29,31 @@ LAYOUTS = (
 #: the classes DINO's training checkpoints hold besides tensors and containers
 EXTRA_SAFE = (argparse.Namespace, )
 
-#: timm / DINO ViT key -> mmpretrain VisionTransformer key (mmpretrain's deit3 converter's map)
-TIMM_TO_MMPRETRAIN = (
-    (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
-    (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
-    (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
-    (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
-    (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^blocks\.(\d+)\.attn\.', r'layers.\1.attn.'),
-    (r'^norm\.', 'ln1.'),
+#: (timm / DINO ViT key, mmpretrain VisionTransformer key) prefixes, ``{}`` a block index:
+#: mmpretrain's deit3_to_mmpretrain.py mapping
+VIT_KEY_PAIRS = (
+    ('patch_embed.proj.', 'patch_embed.projection.'),
+    ('blocks.{}.norm1.', 'layers.{}.ln1.'),
+    ('blocks.{}.norm2.', 'layers.{}.ln2.'),
+    ('blocks.{}.mlp.fc1.', 'layers.{}.ffn.layers.0.0.'),
+    ('blocks.{}.mlp.fc2.', 'layers.{}.ffn.layers.1.'),
+    ('blocks.{}.attn.', 'layers.{}.attn.'),
+    ('norm.', 'ln1.'),
 )
+
+
+def _rename_table(pairs, reverse: bool = False):
+    """``(regex, replacement)`` pairs from ``pairs`` (left -> right, or right -> left)."""
+    table = []
+    for a, b in pairs:
+        src, dst = (b, a) if reverse else (a, b)
+        table.append(('^' + re.escape(src).replace(r'\{\}', r'(\d+)'),
+                      dst.replace('{}', r'\1')))
+    return tuple(table)
+
+
+TIMM_TO_MMPRETRAIN = _rename_table(VIT_KEY_PAIRS)
+MMPRETRAIN_TO_TIMM = _rename_table(VIT_KEY_PAIRS, reverse=True)
 
 NETWORKS = ('teacher', 'student')
 

@@ -3,7 +3,7 @@
 mmpretrain's ``ResNet`` (``style='pytorch'``) has torchvision's keys, so a ResNet exports as
 its backbone state dict (no ``fc``: ``model.load_state_dict(sd, strict=False)`` or set
 ``model.fc = nn.Identity()``, as DINO's hubconf does). A ``VisionTransformer`` exports with
-timm's / DINO's keys (the inverse of :data:`mmssl_ext.zoo.dino.TIMM_TO_MMPRETRAIN`). Reading
+timm's / DINO's keys (:data:`mmssl_ext.zoo.dino.VIT_KEY_PAIRS` read backwards). Reading
 the export back with the DINO converter gives the original weights (the round trip is the
 identity).
 """
@@ -13,18 +13,7 @@ from typing import Any, Tuple
 from mmssl_ext.utils.checkpoint import select_backbone, state_dict_of, strip_prefix
 
 from .common import ZooFormatError, backbone_cfg, tensors
-from .dino import rename
-
-#: mmpretrain VisionTransformer key -> timm / DINO ViT key
-MMPRETRAIN_TO_TIMM = (
-    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
-    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
-    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
-    (r'^layers\.(\d+)\.attn\.', r'blocks.\1.attn.'),
-    (r'^ln1\.', 'norm.'),
-)
+from .dino import MMPRETRAIN_TO_TIMM, rename
 
 TORCHVISION_DEPTHS = (18, 34, 50, 101, 152)
 
