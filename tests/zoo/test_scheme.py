@@ -109,3 +109,25 @@ def test_mmdet_faster_rcnn_from_vissl_file(tiny_det_root, tmp_path):
     assert torch.equal(record.bn, net.layer4[1].bn2.running_mean)
     # and it trained: the weights moved away from the file's
     assert not torch.equal(runner.model.backbone.conv1.weight, net.conv1.weight)
+
+
+def test_url_is_downloaded_once_into_the_hub_cache(tmp_path, monkeypatch):
+    """dino://https://... : fetched into torch hub's checkpoint cache, then loaded safely."""
+    import shutil
+    net = tv_resnet(18)
+    served = str(tmp_path / 'served.pth')
+    torch.save(net.state_dict(), served)
+    calls = []
+
+    def fake_download(url, dst, progress=True):  # no network here: "serve" the local file
+        calls.append(url)
+        shutil.copy(served, dst)
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    url = 'https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth'
+    for _ in range(2):
+        state = _load_checkpoint_with_prefix('backbone.', f'dino://{url}')
+    assert calls == [url]
+    assert osp.isfile(str(tmp_path / 'hub' / 'checkpoints' / 'dino_resnet50_pretrain.pth'))
+    assert torch.equal(state['layer1.0.conv1.weight'], net.layer1[0].conv1.weight)

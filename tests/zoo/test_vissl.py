@@ -76,3 +76,17 @@ def test_resnext_and_alexnet_refused():
         convert_vissl({'_feature_blocks.' + k: v for k, v in tv.state_dict().items()})
     with pytest.raises(ZooFormatError, match='Accepted layouts'):
         convert_vissl({'_feature_blocks.conv0.weight': torch.zeros(96, 3, 11, 11)})
+
+
+def test_cli(tmp_path, capsys):
+    from mmssl_ext.cli.convert import vissl_main
+    net = tv_resnet(18)
+    src, dst = str(tmp_path / 'model_final_checkpoint_phase199.torch'), str(tmp_path / 'o.pth')
+    torch.save(vissl_checkpoint(net), src)
+    vissl_main([src, dst, '--keep-heads'])
+    assert 'wrote 122 tensors' in capsys.readouterr().out
+    saved = torch.load(dst, weights_only=True)
+    assert saved['meta']['backbone_cfg'] == dict(type='ResNet', depth=18, in_channels=3)
+    assert 'heads.0.clf.0.weight' in saved['state_dict']
+    assert torch.equal(saved['state_dict']['backbone.layer2.0.downsample.0.weight'],
+                       net.layer2[0].downsample[0].weight)
