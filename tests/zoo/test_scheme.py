@@ -100,6 +100,7 @@ def test_mmdet_faster_rcnn_from_vissl_file(tiny_det_root, tmp_path):
     cfg.model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=32)
     cfg.model.train_cfg.rcnn.sampler.num = 16
     _det_data(cfg, tiny_det_root, masks=False)
+    cfg.train_dataloader.dataset.pipeline[2]['scale'] = (64, 64)  # the canvases' own size
     assert any(h['type'] == 'PretrainedCheckHook' for h in cfg.custom_hooks)
     runner = build_runner(cfg)
     record = _RecordInit()
