@@ -27,14 +27,14 @@ __all__ = ['ZooFormatError', 'convert_vissl', 'convert_dino', 'convert_mmselfsup
            'register_schemes', 'SCHEMES']
 
 
-def load_vissl(filename: str, map_location: Optional[str] = None) -> dict:
+def load_from_vissl(filename: str, map_location: Optional[str] = None) -> dict:
     """``vissl://PATH_OR_URL``: a VISSL ResNet trunk as ``{'state_dict': {'backbone.*'}}``."""
     _, path = split_scheme(filename, 'vissl://')
     state, meta = convert_vissl(load_source(path), source=path)
     return dict(state_dict=state, meta=meta)
 
 
-def load_dino(filename: str, map_location: Optional[str] = None) -> dict:
+def load_from_dino(filename: str, map_location: Optional[str] = None) -> dict:
     """``dino://[teacher/|student/]PATH_OR_URL``: an official DINO backbone (the teacher of a
     training checkpoint unless ``student/`` is given)."""
     network, path = split_scheme(filename, 'dino://', ('teacher', 'student'))
@@ -42,7 +42,7 @@ def load_dino(filename: str, map_location: Optional[str] = None) -> dict:
     return dict(state_dict=state, meta=meta)
 
 
-def load_mmselfsup(filename: str, map_location: Optional[str] = None) -> dict:
+def load_from_mmselfsup(filename: str, map_location: Optional[str] = None) -> dict:
     """``mmselfsup://[sobel/]PATH_OR_URL``: an mmselfsup / OpenSelfSup backbone (``sobel/``
     accepts DeepCluster's 2-channel Sobel stem)."""
     option, path = split_scheme(filename, 'mmselfsup://', ('sobel', ))
@@ -50,8 +50,10 @@ def load_mmselfsup(filename: str, map_location: Optional[str] = None) -> dict:
     return dict(state_dict=state, meta=meta)
 
 
-#: scheme -> loader, registered with mmengine's CheckpointLoader on ``import mmssl_ext``
-SCHEMES = {'vissl://': load_vissl, 'dino://': load_dino, 'mmselfsup://': load_mmselfsup}
+#: scheme -> loader (named load_from_* as mmengine's, whose log prints the name's tail),
+#: registered with mmengine's CheckpointLoader on ``import mmssl_ext``
+SCHEMES = {'vissl://': load_from_vissl, 'dino://': load_from_dino,
+           'mmselfsup://': load_from_mmselfsup}
 
 
 def register_schemes() -> None:

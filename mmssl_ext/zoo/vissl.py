@@ -20,10 +20,14 @@ LAYOUTS = (
     "model_state_dict: a dict under 'model_state_dict' holding the trunk (older VISSL files)",
     'a bare trunk state dict keyed _feature_blocks.*, base_model._feature_blocks.* (feature '
     'evaluation trunks) or trunk._feature_blocks.* / heads.* (VISSL PARAMS_FILE layout)',
+    'a torchvision-keyed ResNet state dict (conv1.*, layer1.*: what VISSL\'s '
+    'convert_vissl_to_torchvision.py writes)',
 )
 
 _TRUNK_PREFIXES = ('trunk.base_model._feature_blocks.', 'trunk._feature_blocks.',
                    'base_model._feature_blocks.', '_feature_blocks.')
+#: torchvision's ResNet keys (convert_vissl_to_torchvision.py's output): no prefix
+_TORCHVISION_KEY = 'conv1.weight'
 
 
 def _trunk_and_heads(ckpt: Any) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
@@ -55,6 +59,9 @@ def convert_vissl(ckpt: Any, keep_heads: bool = False,
     except (KeyError, TypeError):
         raise layout_error(source, ckpt, LAYOUTS, 'VISSL') from None
     prefix = next((p for p in _TRUNK_PREFIXES if any(k.startswith(p) for k in trunk)), None)
+    if prefix is None and _TORCHVISION_KEY in trunk:
+        prefix = ''
+        trunk = OrderedDict((k, v) for k, v in trunk.items() if not k.startswith('fc.'))
     if prefix is None:
         raise layout_error(source, ckpt, LAYOUTS, 'VISSL')
     body = tensors(OrderedDict((k[len(prefix):], v) for k, v in trunk.items()
@@ -71,6 +78,7 @@ def convert_vissl(ckpt: Any, keep_heads: bool = False,
     state = OrderedDict(('backbone.' + k, v) for k, v in body.items())
     if keep_heads:
         state.update(('heads.' + k, v) for k, v in tensors(heads).items())
-    meta = dict(source=source, source_format=f'vissl ({layout}, {prefix}*)',
+    keys = f'{prefix}*' if prefix else 'torchvision keys'
+    meta = dict(source=source, source_format=f'vissl ({layout}, {keys})',
                 backbone_cfg=cfg, heads_kept=bool(keep_heads and heads))
     return state, meta

@@ -73,3 +73,19 @@ def test_schemes_refuse(bad_files, scheme):
     with pytest.raises(ValueError, match='Accepted layouts'):
         _load_checkpoint(scheme + files['unrecognised'])
     assert not osp.exists(marker)
+
+
+def test_trust_flag_loads_a_trusted_file_with_more_objects(tmp_path):
+    """A source whose format holds other objects (here a SimpleNamespace config) loads only
+    with --trust-pickled-code, which warns."""
+    from types import SimpleNamespace
+    ckpt = vissl_checkpoint(tv_resnet(18))
+    ckpt['config'] = SimpleNamespace(MODEL='resnet')
+    src, out = str(tmp_path / 'with_config.torch'), str(tmp_path / 'out.pth')
+    torch.save(ckpt, src)
+    with pytest.raises(SystemExit, match='allow-list'):
+        vissl_main([src, out])
+    assert not osp.exists(out)
+    with pytest.warns(UserWarning, match='code in the file runs'):
+        vissl_main([src, out, '--trust-pickled-code'])
+    assert 'backbone.conv1.weight' in torch.load(out, weights_only=True)['state_dict']

@@ -33,12 +33,14 @@ def test_resnet18_features():
     _check_features(net, state, meta['backbone_cfg'])
 
 
-@pytest.mark.parametrize('layout', ['model_state_dict', 'bare', 'feature_eval', 'params_file'])
+@pytest.mark.parametrize('layout', ['model_state_dict', 'bare', 'feature_eval', 'params_file',
+                                    'torchvision'])
 def test_older_layouts(layout):
     """The other layouts give the classy_state_dict layout's weights (whose features are
     checked above)."""
     net = tv_resnet(18)
     ckpt = {'model_state_dict': vissl_trunk(net)} if layout == 'model_state_dict' else \
+        net.state_dict() if layout == 'torchvision' else \
         vissl_trunk(net, {'bare': '_feature_blocks.', 'feature_eval': 'base_model._feature_blocks.',
                           'params_file': 'trunk._feature_blocks.'}[layout])
     state, meta = convert_vissl(ckpt)
