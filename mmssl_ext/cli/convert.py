@@ -12,7 +12,6 @@ import argparse
 from typing import Callable, List, Optional
 
 from mmssl_ext.utils.checkpoint import WEIGHTS_CHOICES, CheckpointLoadError
-from mmssl_ext.utils.fileio import atomic_write
 from mmssl_ext.zoo.common import TRUST_FLAG_HELP, ZooFormatError, load_source, save_converted
 
 
@@ -72,10 +71,6 @@ def mmselfsup_main(argv: Optional[List[str]] = None) -> dict:
 
 def export_main(argv: Optional[List[str]] = None) -> dict:
     """ours -> torchvision / timm: writes a bare state dict (what those libraries load)."""
-    import io
-
-    import torch
-
     from mmssl_ext.zoo.export import export_backbone
     p = _parser('our backbone -> torchvision ResNet / timm ViT state dict (bare, no fc / head)')
     p.add_argument('--weights', choices=WEIGHTS_CHOICES, default='default',
@@ -87,9 +82,7 @@ def export_main(argv: Optional[List[str]] = None) -> dict:
         state, meta = export_backbone(ckpt, args.weights, source=args.src)
     except (ZooFormatError, CheckpointLoadError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f'error: {e}') from None
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(args.dst, buf.getvalue())
+    save_converted(state, args.dst, meta=None)
     print(f'{meta["format"]} ({meta.get("torchvision_model") or meta["backbone_cfg"]}): wrote '
           f'{len(state)} tensors to {args.dst}')
     return dict(state=state, meta=meta, out=args.dst)

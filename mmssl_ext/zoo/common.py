@@ -166,10 +166,11 @@ def check_backbone(body: Dict[str, torch.Tensor], cfg: dict, source: str) -> Non
             f'other shape {report["mismatched"][:2]}')
 
 
-def save_converted(state: Dict[str, torch.Tensor], out: str, meta: dict) -> None:
-    """Write ``dict(state_dict=state, meta=meta)`` to ``out`` atomically (never a partial file)."""
+def save_converted(state: Dict[str, torch.Tensor], out: str, meta: Optional[dict]) -> None:
+    """Write ``dict(state_dict=state, meta=meta)`` (``meta=None``: the bare ``state``, as
+    torchvision / timm files are) to ``out`` atomically (never a partial file)."""
     buf = io.BytesIO()
-    torch.save(dict(state_dict=state, meta=meta), buf)
+    torch.save(state if meta is None else dict(state_dict=state, meta=meta), buf)
     atomic_write(out, buf.getvalue())
 
 
