@@ -12,7 +12,8 @@
 
 The index is parsed lazily, together with mmpretrain's own (``ModelHub`` parses it on the first
 ``list_models`` / ``get_model``): we wrap ``ModelHub._register_mmpretrain_models``, mmpretrain
-1.2's internal hook, so that importing mmssl_ext reads no YAML.  The index and the configs are
+1.2's internal hook, so that importing mmssl_ext reads no YAML; ``ModelHub.get`` is wrapped to
+drop a ``test_dataloader = None`` that ``get_model`` cannot read.  The index and the configs are
 taken from the installed package's ``.mim/`` (made by ``setup.py``), else from the repository
 the package sits in (a source checkout on ``PYTHONPATH``).
 """
@@ -55,11 +56,22 @@ def register_model_index() -> None:
     current = ModelHub._register_mmpretrain_models
     if getattr(current, _MARK, False):
         return
-    original = current.__func__
+    register_original = current.__func__
+    get_original = ModelHub.get.__func__
 
     def _register_mmpretrain_and_mmssl_ext(cls):
-        original(cls)
+        register_original(cls)
         _register_ours(cls)
 
-    setattr(_register_mmpretrain_and_mmssl_ext, _MARK, True)
+    def _get(cls, model_name):
+        metainfo = get_original(cls, model_name)
+        # a config without a test loop says ``test_dataloader = None`` (our ClusterFit ones);
+        # get_model reads a present key as a loader and fails on None
+        if metainfo.config.get('test_dataloader', False) is None:
+            metainfo.config.pop('test_dataloader')
+        return metainfo
+
+    for fn in (_register_mmpretrain_and_mmssl_ext, _get):
+        setattr(fn, _MARK, True)
     ModelHub._register_mmpretrain_models = classmethod(_register_mmpretrain_and_mmssl_ext)
+    ModelHub.get = classmethod(_get)
