@@ -118,3 +118,19 @@ def test_published_name_from_a_vissl_file(tmp_path):
     assert feats[-1].shape == (2048, )
     result = inference_model(model, image)
     assert 0 <= result['pred_label'] < 1000
+
+
+def test_published_vit_name_from_a_dino_file(tmp_path):
+    """The DINO ViT-S/16 name with an official-layout (timm keys) backbone file of the real size:
+    its class token equals the source network's (atol 1e-4)."""
+    from mmpretrain import get_model
+
+    from tests.zoo.helpers import DinoViT
+    torch.manual_seed(0)
+    net = DinoViT(img_size=224, patch=16, dim=384, depth=12, hidden=1536).eval()
+    path = str(tmp_path / 'dino_deitsmall16_pretrain.pth')
+    torch.save(net.state_dict(), path)
+    model = get_model('dino_vit-small-p16_in1k-official', pretrained=f'dino://{path}')
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone(x)[-1], net(x), atol=1e-4, rtol=0)
