@@ -113,6 +113,12 @@ def test_published_name_from_a_vissl_file(tmp_path):
         ref = tv_features(net, x)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
+    # the config's test pipeline (resize 256, crop 224) at 64 px, so the R50 forwards stay fast
+    for t in model._config.test_dataloader.dataset.pipeline:
+        if t['type'] == 'ResizeEdge':
+            t['scale'] = 73
+        elif t['type'] == 'CenterCrop':
+            t['crop_size'] = 64
     image = np.random.RandomState(0).randint(0, 255, (64, 80, 3), dtype=np.uint8)
     feats = FeatureExtractor(model)(image)[0]
     assert feats[-1].shape == (2048, )
