@@ -4,6 +4,6 @@ import warnings
 
 from mmssl_ext.cli import train as _moved
 
-warnings.warn('mmssl_ext.apis.train moved to mmssl_ext.cli.train; the old name goes in the next '
-              'release', DeprecationWarning, stacklevel=2)
+warnings.warn(f'{__name__} moved to {_moved.__name__}; the old name goes in the next release',
+              DeprecationWarning, stacklevel=2)
 sys.modules[__name__] = _moved

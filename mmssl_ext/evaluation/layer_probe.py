@@ -44,8 +44,8 @@ def _stem_output_module(backbone: nn.Module) -> Optional[nn.Module]:
     """The module whose output is the stem's output (the max-pool where there is one)."""
     if isinstance(getattr(backbone, 'maxpool', None), nn.Module):
         return backbone.maxpool
-    if getattr(backbone, 'deep_stem', False) and isinstance(getattr(backbone, 'stem', None),
-                                                           nn.Module):
+    if getattr(backbone, 'deep_stem', False) and \
+            isinstance(getattr(backbone, 'stem', None), nn.Module):
         return backbone.stem
     relu = getattr(backbone, 'relu', None)  # ResNet_CIFAR: conv1 -> norm1 -> relu, no pool
     return relu if isinstance(relu, nn.Module) else None

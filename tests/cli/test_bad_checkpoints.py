@@ -20,8 +20,8 @@ PIRL_FMNIST_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.
 LINEAR_CFG = osp.join(REPO, 'configs/transfer/linear-probe_r18-w32_1xb256-10e_fmnist.py')
 
 
-def test_knn_eval_cli_refuses_a_checkpoint_of_another_width(tiny_tree, tiny_moco_ckpt, tmp_path,
-                                                           capsys):
+def test_knn_eval_cli_refuses_a_checkpoint_of_another_width(
+        tiny_tree, tiny_moco_ckpt, tmp_path, capsys):
     """The MoCo v2 checkpoint is a full-width ResNet-18; the PIRL config a half-width one."""
     with pytest.raises(ValueError) as e:
         knn_eval.main([PIRL_FMNIST_CFG, tiny_moco_ckpt, '--cfg-options',

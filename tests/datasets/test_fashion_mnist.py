@@ -1,4 +1,5 @@
-"""Data preparation: both output forms, checked against the IDX source, on synthetic and real data."""
+"""Data preparation: both output forms, checked against the IDX source, on synthetic and real
+data."""
 import gzip
 import os
 import os.path as osp

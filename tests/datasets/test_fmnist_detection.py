@@ -214,8 +214,8 @@ def test_stamp_skips_and_regenerates(fake_src, tmp_path):
     # other parameters: regenerated, old files gone
     changed = fd.prepare_fmnist_detection(src, out, **dict(params, num_val=3, max_iou=0.1))
     assert changed['skipped'] is False
-    assert sorted(os.listdir(osp.join(out, 'val'))) == ['000000.png', '000001.png',
-                                                       '000002.png']
+    assert sorted(os.listdir(osp.join(out, 'val'))) == [
+        '000000.png', '000001.png', '000002.png']
     assert json.load(open(stamp))['params']['max_iou'] == 0.1
     assert fd.prepare_fmnist_detection(src, out, **dict(params, num_val=3, max_iou=0.1),
                                        force=True)['skipped'] is False
