@@ -109,8 +109,12 @@ def test_swav_ddp_resume_gives_each_rank_its_own_queue(tiny_tree, tmp_path):
     def dist_train(work, *extra):
         cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), SWAV_CFG, '2', '--work-dir', work,
                *extra, '--cfg-options', *_opts(tiny_tree, batch_size=2, max_iters=4, interval=2)]
-        out = subprocess.run(cmd, cwd=REPO, env=dict(env, PORT=str(free_port())),
-                             capture_output=True, text=True, timeout=600)
+        for _ in range(2):  # one retry: a rank sometimes aborts in C++ at its first step (1 in 5)
+            out = subprocess.run(cmd, cwd=REPO, env=dict(env, PORT=str(free_port())),
+                                 capture_output=True, text=True, timeout=600)
+            if out.returncode == 0 or \
+                    'terminate called without an active exception' not in out.stderr:
+                break
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 
     full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
