@@ -277,6 +277,18 @@ class Peer(nn.Module):
     def transform(self):
         raise NotImplementedError
 
+    def same_two_views(self, transform_cls, method: str):
+        """lightly's ``transform_cls`` for a config with two identical views (SimCLR, MoCo v2);
+        returns ``(transform, view specs)`` and notes interpolation differences."""
+        specs = config_views(self.cfg)
+        if len(specs) != 2 or specs[0] != specs[1]:
+            raise ValueError(f'{method}: expected two identical views')
+        s = specs[0]
+        t = transform_cls(input_size=s['size'], min_scale=min_scale(s),
+                          **view_args(s, self.normalize_views))
+        self.notes += interp_notes(specs, t.transforms)
+        return t, specs
+
     def loss(self, views: List[torch.Tensor], it: int, iters: int) -> torch.Tensor:
         raise NotImplementedError
 

@@ -3,7 +3,7 @@ import copy
 
 import torch
 
-from benchmarks.peers.common import Peer, config_views, interp_notes, min_scale, view_args
+from benchmarks.peers.common import Peer
 
 
 class MoCoV2Peer(Peer):
@@ -41,14 +41,7 @@ class MoCoV2Peer(Peer):
 
     def transform(self):
         from lightly.transforms import MoCoV2Transform
-        specs = config_views(self.cfg)
-        if len(specs) != 2 or specs[0] != specs[1]:
-            raise ValueError('MoCo v2: expected two identical views')
-        s = specs[0]
-        t = MoCoV2Transform(input_size=s['size'], min_scale=min_scale(s),
-                            **view_args(s, self.normalize_views))
-        self.notes += interp_notes(specs, t.transforms)
-        return t, specs
+        return self.same_two_views(MoCoV2Transform, 'MoCo v2')
 
     def loss(self, views, it, iters):
         from lightly.models.utils import batch_shuffle, batch_unshuffle, update_momentum

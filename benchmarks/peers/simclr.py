@@ -1,7 +1,7 @@
 """lightly's SimCLR on our backbone."""
 import torch
 
-from benchmarks.peers.common import Peer, config_views, interp_notes, min_scale, view_args
+from benchmarks.peers.common import Peer
 
 
 class SimCLRPeer(Peer):
@@ -30,14 +30,7 @@ class SimCLRPeer(Peer):
 
     def transform(self):
         from lightly.transforms import SimCLRTransform
-        specs = config_views(self.cfg)
-        if len(specs) != 2 or specs[0] != specs[1]:
-            raise ValueError('SimCLR: expected two identical views')
-        s = specs[0]
-        t = SimCLRTransform(input_size=s['size'], min_scale=min_scale(s),
-                            **view_args(s, self.normalize_views))
-        self.notes += interp_notes(specs, t.transforms)
-        return t, specs
+        return self.same_two_views(SimCLRTransform, 'SimCLR')
 
     def loss(self, views, it, iters):
         z = self.head(self.backbone(torch.cat(views)))
