@@ -37,7 +37,7 @@ annotation file to the error; other pipelines opt in with
 """
 import io
 import logging
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import mmcv
 import numpy as np
@@ -184,28 +184,38 @@ class LoadImageFromFileChecked(LoadImageFromFile):
                              f'the file, or set skip_corrupt=True in {type(self).__name__} to '
                              f'skip such files')
 
-    def transform(self, results: dict) -> Optional[dict]:
-        filename = results['img_path']
+    def load(self, filename: str) -> Tuple[Optional[np.ndarray], Optional[str], bool]:
+        """``(image, None, False)``, or ``(None, reason, missing)`` when ``filename`` cannot be
+        loaded: the one decoding path of training, :meth:`check` and the folder scan."""
         try:
             content = self._get_bytes(filename)
         except FileNotFoundError:
-            return self._fail(results, 'file not found', missing=True)
+            return None, 'file not found', True
         except Exception as e:  # permission, I/O error, a directory ...
-            return self._fail(results, f'cannot read the file ({type(e).__name__}: {e})')
+            return None, f'cannot read the file ({type(e).__name__}: {e})', False
         if not content:
-            return self._fail(results, 'the file is empty (0 bytes)')
+            return None, 'the file is empty (0 bytes)', False
         try:
             img = self._decode(content)
         except Exception as e:
-            return self._fail(results, f'cannot decode it ({type(e).__name__}: {e}); the file '
-                              f'is truncated, corrupt or not an image')
+            return None, (f'cannot decode it ({type(e).__name__}: {e}); the file is truncated, '
+                          f'corrupt or not an image'), False
         if img is None:
-            return self._fail(results, f'{self.imdecode_backend} cannot decode it; the file is '
-                              f'truncated, corrupt or not an image ({len(content)} bytes)')
+            return None, (f'{self.imdecode_backend} cannot decode it; the file is truncated, '
+                          f'corrupt or not an image ({len(content)} bytes)'), False
         try:
-            img = to_hwc3_uint8(img)
+            return to_hwc3_uint8(img), None, False
         except ValueError as e:
-            return self._fail(results, str(e))
+            return None, str(e), False
+
+    def check(self, filename: str) -> Optional[str]:
+        """Why ``filename`` cannot be loaded for training, or None when it can."""
+        return self.load(filename)[1]
+
+    def transform(self, results: dict) -> Optional[dict]:
+        img, reason, missing = self.load(results['img_path'])
+        if img is None:
+            return self._fail(results, reason, missing=missing)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img
