@@ -19,7 +19,7 @@ log() { echo "[setup] $*"; }
 pip_q() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 
 # ---------------------------------------------------------------- python environment
-want=$(cat requirements.txt scripts/setup.sh scripts/build_mmcv.sh setup.cfg | sha256sum | cut -c1-16)
+want=$(cat requirements.txt tests/requirements-mim.txt scripts/setup.sh scripts/build_mmcv.sh setup.cfg | sha256sum | cut -c1-16)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && \
    "$PY" -c "import mmssl_ext, mmcv.ops, mmdet, faiss" 2>/dev/null; then
   log "environment .venv up to date"
@@ -47,6 +47,9 @@ else
     "$PY" -m pip check >&2 || true
     exit 1
   fi
+  # openmim for the tests only, beside the environment (tests/requirements-mim.txt says why)
+  pip_q "${PIP[@]}" install --no-deps --upgrade --target "$VENV/mim-test" \
+    -r tests/requirements-mim.txt
   "$PY" - <<'PYEOF'
 import torch, torchvision, mmengine, mmcv, mmpretrain, mmdet, faiss
 from mmcv.ops import RoIAlign, nms  # mmdet needs the compiled ops
