@@ -53,6 +53,7 @@ METHODS: Dict[str, str] = {
     'colorization': 'configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py',
     'inpainting': 'configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
     'npid': 'configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py',
+    'npid-pp': 'configs/npid/npid-pp_r18-w32_1xb64-3000it_fmnist.py',
     'deepcluster': 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py',
     'odc': 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py',
     'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
