@@ -1,5 +1,6 @@
 from .knn_hook import KNNEvalHook
 from .deepcluster_hook import DeepClusterHook  # noqa: F401
+from .exemplar_check import ExemplarClassesCheckHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
 from .odc_hook import ODCHook  # noqa: F401
 from .nan_check import NaNLossCheckHook, NonFiniteLossError

@@ -3,6 +3,7 @@ from .colorization import Colorization, ColorizationDataPreprocessor
 from .cpc import CPCv2
 from .deepcluster import DeepCluster, SobelDataPreprocessor
 from .dino import DINO, MMSSLDINO
+from .exemplar_cnn import ExemplarCNN  # noqa: F401
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
 from .npid import NPID
