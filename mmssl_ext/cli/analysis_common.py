@@ -83,9 +83,11 @@ def safe_name(name: str) -> str:
     return re.sub(r'[^\w.+-]+', '_', name).strip('_') or 'model'
 
 
-def load_analysis_config(config: str, cfg_options: Optional[dict] = None
+def load_analysis_config(config: str, cfg_options: Optional[dict] = None,
+                         train_folder: Optional[str] = None, val_folder: Optional[str] = None
                          ) -> Tuple[Config, Config]:
-    """The config (with ``cfg_options`` merged) and its ``knn_eval`` section (checked).
+    """The config (with ``cfg_options`` merged) and its ``knn_eval`` section (checked;
+    ``train_folder`` / ``val_folder``: labelled folders replace its data).
 
     Also makes the config's ``default_scope`` current (as :func:`build_model` does), so the
     ``knn_eval`` loaders can be built before any model.
@@ -94,7 +96,7 @@ def load_analysis_config(config: str, cfg_options: Optional[dict] = None
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    knn = _knn_cfg(cfg, config)
+    knn = _knn_cfg(cfg, config, train_folder, val_folder)
     if not DefaultScope.check_instance_created('mmssl_knn_eval'):
         DefaultScope.get_instance('mmssl_knn_eval',
                                   scope_name=cfg.get('default_scope', 'mmpretrain'))

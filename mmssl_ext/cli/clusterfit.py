@@ -12,7 +12,9 @@
 
   The images come from the ``knn_eval.train_dataloader`` of ``--data-config`` (default: the
   N_pre config; ``configs/_base_/datasets/fmnist_knn.py`` defines one for Fashion-MNIST) or from
-  an explicit ``--data-root [--ann-file] [--data-prefix]``.  ``--out-dir`` receives
+  an explicit ``--data-root [--ann-file] [--data-prefix]`` (``--unlabeled``: a plain folder of
+  images at any depth; or an N_pre config that trains on such a folder, e.g.
+  ``configs/pirl/pirl_r18-w32_1xb64-3000it_folder.py``: that folder).  ``--out-dir`` receives
   ``train_clusters.txt`` (``relative/path.png <cluster id>`` per line, relative to the data
   prefix: ``CustomDataset(data_root=..., data_prefix=..., ann_file=...)`` reads it),
   ``centroids.npy``, ``summary.json`` (K, N, cluster sizes, objective, re-seeded empty clusters,
@@ -82,6 +84,9 @@ def _add_pretrained_args(p: argparse.ArgumentParser, config_flag: str = '--confi
     d.add_argument('--data-root', help='image folder root (CustomDataset data_root)')
     d.add_argument('--ann-file', help='annotation/list file, relative to --data-root')
     d.add_argument('--data-prefix', help='image sub-folder, e.g. train')
+    d.add_argument('--unlabeled', action='store_true',
+                   help='--data-root is a plain folder: every image at any depth (no class '
+                        'sub-folders); unreadable files are named, counted and left out')
     d.add_argument('--img-size', type=int, default=32, help='input size with --data-root')
     d.add_argument('--crop-ratio', type=float,
                    help='with --data-root: resize the short side to size/ratio and centre-crop '
@@ -236,7 +241,8 @@ def image_source(args: argparse.Namespace) -> cf.ImageSource:
                           data_root=args.data_root, ann_file=args.ann_file,
                           data_prefix=args.data_prefix, img_size=args.img_size,
                           crop_ratio=args.crop_ratio, num_samples=args.num_samples,
-                          batch_size=args.batch_size, num_workers=args.num_workers)
+                          batch_size=args.batch_size, num_workers=args.num_workers,
+                          unlabeled=args.unlabeled)
 
 
 def kmeans_options(args: argparse.Namespace) -> cf.KMeansOptions:

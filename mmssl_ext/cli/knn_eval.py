@@ -5,6 +5,10 @@ fmnist_knn.py`` defines one for Fashion-MNIST)::
 
     knn_eval = dict(train_dataloader=..., val_dataloader=..., ks=(20, 200), temperature=0.07)
 
+or from labelled folders (one sub-folder of images per class): ``--train-folder DIR/train
+--val-folder DIR/val``, or the short form of the unlabeled-folder configs
+(``configs/_base_/datasets/folder_unlabeled.py``), ``--cfg-options knn_eval.data_root=DIR``.
+
 CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-only file from
 ``tools/extract_backbone.py``; ``random`` evaluates a randomly initialised model; ``--baseline``
 adds the random-init numbers, measured with the same protocol, to the report.  Of a
@@ -22,6 +26,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 import mmssl_ext  # noqa: F401  registers everything
+from mmssl_ext.datasets.folder import folder_knn_section
 from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 # build_model / load_backbone_weights lived here before utils: kept importable from here
@@ -29,12 +34,21 @@ from mmssl_ext.utils.checkpoint import WEIGHTS_CHOICES, load_backbone_weights  #
 from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 
-def _knn_cfg(cfg: Config, config_path: str) -> Config:
+def _knn_cfg(cfg: Config, config_path: str, train_folder: Optional[str] = None,
+             val_folder: Optional[str] = None) -> Config:
+    """The config's ``knn_eval`` section with its loaders; ``train_folder`` / ``val_folder``
+    (labelled folders, one sub-folder per class) replace its data."""
     knn = cfg.get('knn_eval', None)
-    if knn is None:
+    if (train_folder is None) != (val_folder is None):
+        raise ValueError('--train-folder and --val-folder go together: the kNN memory and the '
+                         'queries, each a folder with one sub-folder of images per class')
+    if knn is None and train_folder is None:
         raise KeyError(f'{config_path} has no `knn_eval` section. Inherit '
-                       f"'configs/_base_/datasets/fmnist_knn.py' (Fashion-MNIST) or define "
-                       f'knn_eval=dict(train_dataloader=..., val_dataloader=...)')
+                       f"'configs/_base_/datasets/fmnist_knn.py' (Fashion-MNIST), define "
+                       f'knn_eval=dict(train_dataloader=..., val_dataloader=...), or pass '
+                       f'labelled folders: --train-folder DIR --val-folder DIR')
+    knn = Config(folder_knn_section(knn.to_dict() if hasattr(knn, 'to_dict') else knn,
+                                    train_folder, val_folder, where=f'{config_path} knn_eval'))
     for key in ('train_dataloader', 'val_dataloader'):
         if key not in knn:
             raise KeyError(f'{config_path}: knn_eval lacks {key!r}')
@@ -67,14 +81,16 @@ def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
 
 def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         cfg_options: Optional[dict] = None, ks=None, temperature=None,
-        progress: bool = True, pixels: bool = False,
-        weights: str = 'default') -> Dict[str, Dict[str, float]]:
+        progress: bool = True, pixels: bool = False, weights: str = 'default',
+        train_folder: Optional[str] = None,
+        val_folder: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """kNN results per backbone: ``checkpoint`` (its ``weights``, see
-    :func:`~mmssl_ext.utils.checkpoint.select_backbone`), ``random_init``, ``raw_pixels``."""
+    :func:`~mmssl_ext.utils.checkpoint.select_backbone`), ``random_init``, ``raw_pixels``;
+    ``train_folder`` / ``val_folder``: labelled folders instead of the config's data."""
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    knn = _knn_cfg(cfg, config)
+    knn = _knn_cfg(cfg, config, train_folder, val_folder)
     ks = tuple(ks or knn.get('ks', (20, 200)))
     temperature = temperature or knn.get('temperature', 0.07)
     results = {}
@@ -104,6 +120,15 @@ def format_results(results: Dict[str, Dict[str, float]]) -> str:
     return '\n'.join(lines)
 
 
+def add_folder_args(p: argparse.ArgumentParser) -> None:
+    """``--train-folder`` / ``--val-folder``: labelled folders instead of the config's data."""
+    g = p.add_argument_group('labelled folders (instead of the config\'s knn_eval data)')
+    g.add_argument('--train-folder', metavar='DIR',
+                   help='the kNN memory / probe-train set: one sub-folder of images per class')
+    g.add_argument('--val-folder', metavar='DIR',
+                   help='the test set, same layout and class names as --train-folder')
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     p = argparse.ArgumentParser(description='weighted kNN evaluation of a backbone')
     p.add_argument('config', help='config with a knn_eval section')
@@ -120,6 +145,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
                    help="teacher-student checkpoints: 'default' evaluates the backbone the "
                         "method's authors evaluate (DINO: teacher; MoCo, BYOL: student), "
                         "'teacher' / 'student' the one named")
+    add_folder_args(p)
     p.add_argument('--out', help='write the results as JSON to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of the config, xxx=yyy')
@@ -129,7 +155,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mmssl_knn_eval_cli', log_level='WARNING')
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
-                  args.ks, args.temperature, pixels=args.pixels, weights=args.weights)
+                  args.ks, args.temperature, pixels=args.pixels, weights=args.weights,
+                  train_folder=args.train_folder, val_folder=args.val_folder)
     print(format_results(results))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

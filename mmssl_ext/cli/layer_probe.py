@@ -3,7 +3,8 @@ weighted kNN on every stage (stem, res2..res5) of a ResNet-family backbone.
 
 The picture of Goyal et al. (2019) and the per-layer tables of PIRL / ClusterFit: how
 linearly separable the classes are at each depth.  The data come from the config's ``knn_eval``
-section (train = probe-train split, val = test split).  See
+section (train = probe-train split, val = test split), or from labelled folders (one sub-folder
+per class): ``--train-folder DIR/train --val-folder DIR/val``.  See
 :mod:`mmssl_ext.evaluation.layer_probe` for the pooling rule and the probes::
 
     python tools/analysis/layer_probe.py configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py \\
@@ -19,6 +20,7 @@ from typing import List, Optional, Sequence
 from mmssl_ext.cli.analysis_common import (build_split_loader, common_parser,
                                            load_analysis_config, load_model, parse_checkpoints,
                                            quiet_init_logs, write_json)
+from mmssl_ext.cli.knn_eval import add_folder_args
 from mmssl_ext.evaluation.layer_probe import (check_method, extract_stage_features,
                                               format_table, plot_layer_probe, probe_stages,
                                               select_stages)
@@ -31,7 +33,8 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
         stages: Optional[Sequence[str]] = None, max_dim: int = 4096,
         num_train: Optional[int] = 10000, num_test: Optional[int] = None, k: int = 20,
         temperature: float = 0.07, weight_decay: float = 1e-4, max_iter: int = 200,
-        seed: int = 0, cfg_options: Optional[dict] = None, progress: bool = True) -> dict:
+        seed: int = 0, cfg_options: Optional[dict] = None, progress: bool = True,
+        train_folder: Optional[str] = None, val_folder: Optional[str] = None) -> dict:
     """Probe every stage of every checkpoint; write the JSON and the PNG; return the report.
 
     Returns:
@@ -39,7 +42,7 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
     """
     work_dir = work_dir or osp.join('work_dirs', 'analysis', TOOL)
     check_method(method)
-    cfg, knn = load_analysis_config(config, cfg_options)
+    cfg, knn = load_analysis_config(config, cfg_options, train_folder, val_folder)
     ckpts = parse_checkpoints(checkpoints, names)
     train_loader = build_split_loader(knn, 'train', num_train, seed)
     test_loader = build_split_loader(knn, 'val', num_test, seed)
@@ -86,12 +89,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--weight-decay', type=float, default=1e-4,
                    help='L2 penalty of the linear probe (default 1e-4)')
     p.add_argument('--max-iter', type=int, default=200, help='L-BFGS iterations (default 200)')
+    add_folder_args(p)
     args = p.parse_args(argv)
     quiet_init_logs()
     report = run(args.config, args.checkpoints, args.work_dir, args.names, args.method,
                  args.stages, args.max_dim, args.num_train or None, args.num_test or None,
                  args.k, args.temperature, args.weight_decay, args.max_iter, args.seed,
-                 args.cfg_options)
+                 args.cfg_options, train_folder=args.train_folder,
+                 val_folder=args.val_folder)
     print(format_table(report['results'], report['stages']))
     print(f'wrote {report["files"]["json"]} and {report["files"]["png"]}')
     return report

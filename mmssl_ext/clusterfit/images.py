@@ -2,24 +2,17 @@
 :class:`~mmssl_ext.clusterfit.options.ImageSource`, and the image list (paths relative to the image
 prefix, dataset labels) the step writes next to its results."""
 import copy
+import dataclasses
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
 
+from mmssl_ext.datasets.folder import (IMAGE_EXTENSIONS, check_images, eval_pipeline,
+                                       scan_images)
 from mmssl_ext.utils.config import build_dataloader, load_config
 from .options import ImageSource
-
-
-def _pipeline(img_size: int, crop_ratio: Optional[float]) -> list:
-    if crop_ratio:  # ImageNet evaluation: short side to size / ratio, centre crop
-        return [dict(type='LoadImageFromFile'),
-                dict(type='ResizeEdge', scale=int(round(img_size / crop_ratio)), edge='short'),
-                dict(type='CenterCrop', crop_size=img_size),
-                dict(type='PackInputs')]
-    return [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(img_size, img_size)),
-            dict(type='PackInputs')]
 
 
 def _has_labels(ann_path: str) -> bool:
@@ -37,7 +30,8 @@ def cluster_loader_cfg(source: ImageSource, data_cfg: Optional[Config] = None,
     ``data_cfg`` is the loaded ``source.data_config`` (unused with ``data_root``)."""
     s = source
     if s.data_root is not None:
-        with_label = True  # a folder tree without list file: labels from the sub-folders
+        # a folder tree without list file: labels from the sub-folders, unless unlabeled
+        with_label = not s.unlabeled
         if s.ann_file:
             path = s.ann_file if osp.isabs(s.ann_file) else osp.join(s.data_root, s.ann_file)
             if not osp.isfile(path):
@@ -45,7 +39,9 @@ def cluster_loader_cfg(source: ImageSource, data_cfg: Optional[Config] = None,
             with_label = _has_labels(path)  # a plain list of paths works too
         dataset = dict(type='CustomDataset', data_root=s.data_root, ann_file=s.ann_file or '',
                        data_prefix=s.data_prefix or '', with_label=with_label,
-                       pipeline=_pipeline(s.img_size, s.crop_ratio))
+                       pipeline=eval_pipeline(s.img_size, s.crop_ratio, checked=True))
+        if s.unlabeled:
+            dataset['extensions'] = IMAGE_EXTENSIONS
         loader = dict(batch_size=s.batch_size or 64, num_workers=2, dataset=dataset,
                       collate_fn=dict(type='default_collate'))
     else:
@@ -68,6 +64,42 @@ def cluster_loader_cfg(source: ImageSource, data_cfg: Optional[Config] = None,
     if s.num_samples:
         loader['dataset']['indices'] = int(s.num_samples)
     return loader
+
+
+def config_folder(data_cfg: Config, source: ImageSource) -> Optional[ImageSource]:
+    """``source`` pointed at the unlabeled folder ``data_cfg`` trains on (a config without
+    ``knn_eval.train_dataloader`` whose training set is ``CustomDataset(with_label=False)``,
+    e.g. ``configs/pirl/pirl_r18-w32_1xb64-3000it_folder.py``), else None."""
+    knn = data_cfg.get('knn_eval', None)
+    if knn is not None and 'train_dataloader' in knn:
+        return None
+    ds = (data_cfg.get('train_dataloader', None) or {}).get('dataset', None)
+    if not ds or ds.get('type') != 'CustomDataset' or ds.get('with_label', True):
+        return None
+    prefix = ds.get('data_prefix', '')
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    return dataclasses.replace(source, data_config=None, data_cfg_options=None,
+                               data_root=ds.get('data_root', ''), ann_file=ds.get('ann_file') or
+                               None, data_prefix=prefix or None, unlabeled=True)
+
+
+def readable_indices(source: ImageSource) -> Tuple[Optional[List[int]], Dict[str, str]]:
+    """For an unlabeled folder that is scanned (no list file): the indices (in the dataset's
+    scan order) of the images the training loader can decode, and ``{path: reason}`` of the
+    others; ``(None, {})`` when there is nothing to scan.  A list file from
+    ``tools/make_file_list.py`` was checked when it was written, so it is not checked again."""
+    if source.data_root is None or not source.unlabeled or source.ann_file:
+        return None, {}
+    folder = osp.join(source.data_root, source.data_prefix or '')
+    rels, _ = scan_images(folder)
+    bad = check_images(folder, rels, workers=source.num_workers or 0)
+    if bad:
+        from mmengine.logging import print_log
+        listed = '; '.join(f'{p}: {r}' for p, r in list(bad.items())[:10])
+        print_log(f'{folder}: {len(bad)} of {len(rels)} images cannot be loaded and are left '
+                  f'out: {listed}', logger='current', level=30)
+    return [i for i, p in enumerate(rels) if p not in bad], bad
 
 
 def image_list(dataset) -> Tuple[List[str], np.ndarray, str, str]:
@@ -107,6 +139,7 @@ class ImageList:
         self.data_name = data_name
         self.num_samples = num_samples
         self.from_config = from_config
+        self.unreadable: Dict[str, str] = {}  # images left out: path -> reason
 
     def summary(self) -> dict:
         """The ``data`` entry of a summary: where the images are (read back by fit / distill)."""
@@ -116,7 +149,8 @@ class ImageList:
                     data_prefix=osp.relpath(prefix, root) if root else prefix,
                     dataset=type(self.dataset).__name__,
                     from_config=self.data_name if self.from_config else None,
-                    num_samples=self.num_samples)
+                    num_samples=self.num_samples,
+                    unreadable=dict(self.unreadable))
 
 
 def build_image_loader(source: ImageSource, seed: int = 0) -> ImageList:
@@ -124,12 +158,28 @@ def build_image_loader(source: ImageSource, seed: int = 0) -> ImageList:
     ``knn_eval.train_dataloader`` of ``source.data_config``: see
     :meth:`~mmssl_ext.clusterfit.options.ImageSource.or_config`)."""
     source.validate()
-    data_cfg = None
+    data_cfg, data_name = None, source.data_config
     if source.data_root is None and source.data_config is not None:
         data_cfg = load_config(source.data_config)
         if source.data_cfg_options:
             data_cfg.merge_from_dict(source.data_cfg_options)
+        folder = config_folder(data_cfg, source)
+        if folder is not None:
+            source, data_cfg = folder, None
     loader_cfg = cluster_loader_cfg(source, data_cfg, source.data_config or '')
+    keep, bad = readable_indices(source)
+    if keep is not None:
+        n = len(keep) if not source.num_samples else min(len(keep), int(source.num_samples))
+        loader_cfg['dataset']['indices'] = keep[:n]
     loader = build_dataloader(loader_cfg, seed=seed)
-    return ImageList(loader, source.data_config, source.num_samples,
-                     from_config=source.data_root is None)
+    images = ImageList(loader, data_name, source.num_samples,
+                       from_config=source.data_root is None or data_name is not None)
+    images.unreadable = bad
+    if keep is not None:
+        unexpected = [p for p in images.rel_paths if p in bad]
+        if unexpected or len(images.rel_paths) != n:
+            raise RuntimeError(f'the dataset lists {len(images.rel_paths)} images, the scan '
+                               f'{n} readable ones (unreadable ones listed: {unexpected[:3]}): '
+                               f'the folder changed during the scan, or CustomDataset orders it '
+                               f'differently; write a list with tools/make_file_list.py')
+    return images

@@ -97,8 +97,10 @@ class NPreSpec(_Options):
 @dataclass
 class ImageSource(_Options):
     """The images of a cluster / soft-target step, read in a fixed order: an explicit folder
-    (``data_root`` [``ann_file``] [``data_prefix``], resized to ``img_size``), or the
-    ``knn_eval.train_dataloader`` of ``data_config`` (see :meth:`or_config`)."""
+    (``data_root`` [``ann_file``] [``data_prefix``], resized to ``img_size``; ``unlabeled``: every
+    image at any depth, no class sub-folders), or the ``knn_eval.train_dataloader`` of
+    ``data_config`` (a config without one but training on an unlabeled folder: that folder; see
+    :meth:`or_config`)."""
     data_config: Optional[str] = None
     data_cfg_options: Optional[dict] = None
     data_root: Optional[str] = None
@@ -109,6 +111,7 @@ class ImageSource(_Options):
     num_samples: Optional[int] = None
     batch_size: Optional[int] = None
     num_workers: Optional[int] = None
+    unlabeled: bool = False
 
     def validate(self) -> 'ImageSource':
         """Raise ``ValueError`` naming the flag for contradictory or out-of-range values."""
@@ -118,7 +121,8 @@ class ImageSource(_Options):
         if self.data_root is None:
             for flag, value in (('--ann-file', self.ann_file),
                                 ('--data-prefix', self.data_prefix),
-                                ('--crop-ratio', self.crop_ratio)):
+                                ('--crop-ratio', self.crop_ratio),
+                                ('--unlabeled', self.unlabeled or None)):
                 if value is not None:
                     raise ValueError(f'{flag} needs --data-root (with a config, the images are '
                                      f'its knn_eval.train_dataloader)')

@@ -152,6 +152,68 @@ def scan_folder(root: str, check: bool = True, workers: int = 0,
     return res
 
 
+def eval_pipeline(img_size: int, crop_ratio: Optional[float] = None,
+                  checked: bool = False) -> List[dict]:
+    """The evaluation pipeline of a folder: resize to ``img_size`` x ``img_size``, or with
+    ``crop_ratio`` the short side to ``img_size / crop_ratio`` and a centre crop (ImageNet's
+    224 / 0.875 = 256); ``checked``: :class:`LoadImageFromFileChecked` (errors name the file)."""
+    load = dict(type='LoadImageFromFileChecked' if checked else 'LoadImageFromFile')
+    if crop_ratio:
+        return [load, dict(type='ResizeEdge', scale=int(round(img_size / crop_ratio)),
+                           edge='short'),
+                dict(type='CenterCrop', crop_size=img_size), dict(type='PackInputs')]
+    return [load, dict(type='Resize', scale=(img_size, img_size)), dict(type='PackInputs')]
+
+
+def labelled_folder_loader(folder: str, img_size: int = 32, crop_ratio: Optional[float] = None,
+                           batch_size: int = 256, num_workers: int = 2,
+                           pipeline: Optional[list] = None) -> dict:
+    """A non-shuffled dataloader config over a labelled folder (one sub-folder per class, any
+    nesting below it): the train / test set of kNN and the probes."""
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'labelled image folder not found: {folder} (expected one '
+                                f'sub-folder of images per class)')
+    return dict(
+        batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        collate_fn=dict(type='default_collate'),
+        dataset=dict(type='CustomDataset', data_root=folder, data_prefix='', ann_file='',
+                     with_label=True, extensions=IMAGE_EXTENSIONS,
+                     pipeline=pipeline or eval_pipeline(img_size, crop_ratio, checked=True)))
+
+
+def folder_knn_section(knn: dict, train_folder: Optional[str] = None,
+                       val_folder: Optional[str] = None, where: str = 'knn_eval') -> dict:
+    """``knn`` with ``train_dataloader`` / ``val_dataloader`` over labelled folders: the given
+    ones, else the short form of ``configs/_base_/datasets/folder_unlabeled.py``
+    (``data_root`` + ``train_prefix`` / ``val_prefix``, ``img_size``, ``crop_ratio``,
+    ``batch_size``, ``num_workers``).  A full section without folders is returned as is.
+
+    Raises:
+        ValueError: a short form whose ``data_root`` is unset and no folders given.
+    """
+    knn = dict(knn or {})
+    if train_folder is None and val_folder is None and 'train_dataloader' in knn:
+        return knn
+    root = knn.get('data_root', None)
+    if root is not None:
+        train_folder = train_folder or osp.join(root, knn.get('train_prefix', 'train'))
+        val_folder = val_folder or osp.join(root, knn.get('val_prefix', 'val'))
+    if train_folder is None or val_folder is None:
+        raise ValueError(f'{where}: no labelled images to evaluate on (evaluation is off on an '
+                         f'unlabeled folder). Point it at a labelled folder with one sub-folder '
+                         f'per class: --train-folder DIR/train --val-folder DIR/val, or '
+                         f'--cfg-options knn_eval.data_root=DIR (DIR/train, DIR/val)')
+    opts = dict(img_size=knn.get('img_size', 32), crop_ratio=knn.get('crop_ratio', None),
+                batch_size=knn.get('batch_size', 256), num_workers=knn.get('num_workers', 2),
+                pipeline=knn.get('pipeline', None))
+    if opts['pipeline'] is None and 'train_dataloader' in knn:  # the section's own pipeline
+        opts['pipeline'] = knn['train_dataloader']['dataset'].get('pipeline', None)
+    knn['train_dataloader'] = labelled_folder_loader(train_folder, **opts)
+    knn['val_dataloader'] = labelled_folder_loader(val_folder, **opts)
+    return knn
+
+
 def file_list_bytes(rel_paths: Sequence[str]) -> bytes:
     """The list file's content: one path a line (mmpretrain's ``with_label=False`` format)."""
     for p in rel_paths:
