@@ -128,7 +128,7 @@ def test_published_name_from_a_vissl_file(tmp_path):
 
 def test_published_vit_name_from_a_dino_file(tmp_path):
     """The DINO ViT-S/16 name with an official-layout (timm keys) backbone file of the real size:
-    its class token equals the source network's (atol 1e-4)."""
+    its class token equals the source network's (atol 1e-4); the teacher is that backbone too."""
     from mmpretrain import get_model
 
     from tests.zoo.helpers import DinoViT
@@ -140,3 +140,7 @@ def test_published_vit_name_from_a_dino_file(tmp_path):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model.backbone(x)[-1], net(x), atol=1e-4, rtol=0)
+    # the file has no teacher: it starts as the loaded student, as DINO initialises it
+    student, teacher = model.backbone.state_dict(), model.teacher.module[0].state_dict()
+    assert student.keys() == teacher.keys()
+    assert all(torch.equal(student[k], teacher[k]) for k in student)

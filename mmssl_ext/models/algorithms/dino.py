@@ -20,6 +20,18 @@ def _remove_hooks(handles) -> None:
         handle.remove()
 
 
+def _teacher_from_a_student_checkpoint(model: 'MMSSLDINO', incompatible_keys) -> None:
+    """A checkpoint without the teacher (a converted backbone given to ``get_model`` /
+    ``load_checkpoint``) starts the teacher as a copy of the loaded student, as DINO's own
+    initialisation does, instead of leaving it random; its keys are then not missing."""
+    missing = incompatible_keys.missing_keys
+    teacher = [k for k in missing if k.startswith('teacher.') or '.teacher.' in k]
+    if teacher and len(teacher) == len(model.teacher.state_dict()):
+        model._sync_teacher()
+        for k in teacher:
+            missing.remove(k)
+
+
 @MODELS.register_module()
 class MMSSLDINO(BaseSelfSupervisor):
     r"""DINO with a student, an EMA teacher, multi-crop, centring and sharpening.
@@ -127,6 +139,7 @@ class MMSSLDINO(BaseSelfSupervisor):
                 m.p = 0.0
         self._sync_teacher()
         self._register_optimizer_hooks()
+        self.register_load_state_dict_post_hook(_teacher_from_a_student_checkpoint)
 
     # ------------------------------------------------------------------ student / teacher
     def _student(self) -> nn.Sequential:
