@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.dist import broadcast, get_world_size, is_main_process
+from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmssl_ext.clustering import kmeans
@@ -76,3 +77,40 @@ def check_sizes(owner: str, n_model: int, key: str, k: int, k_key: str, runner) 
     if k > n:
         raise ValueError(f'{owner}: K={k} clusters ({k_key}) > N={n} training samples; '
                          f'k-means needs K <= N')
+
+
+def epoch_start_iters(runner, start_epoch: int, interval: int) -> List[int]:
+    """Iterations that begin dataloader epochs ``start_epoch, start_epoch + interval, ...`` of
+    the run (``len(train_dataloader)`` iterations per epoch, in either train loop)."""
+    epoch_len = len(runner.train_dataloader)
+    num_epochs = -(-runner.max_iters // epoch_len)
+    return [e * epoch_len for e in range(start_epoch, num_epochs, interval)]
+
+
+class ScheduledRefreshHook(Hook):
+    """Base of the hooks that refresh a model's cluster state at given iterations (LA, PCL,
+    SeLa): ``refresh(runner, it)`` runs in ``before_train_iter`` of every iteration ``it`` (the
+    0-based ``runner.iter``) that ``refresh_iters(runner)`` lists, on every rank (a collective).
+
+    The same point serves ``IterBasedTrainLoop`` and ``EpochBasedTrainLoop`` (an epoch start is
+    iteration ``epoch * len(train_dataloader)``).  The state is in model buffers, so in the
+    checkpoints; a checkpoint written after iteration ``it - 1`` precedes the refresh of ``it``,
+    so a resumed run refreshes exactly where the uninterrupted one did, on the same weights.
+    """
+
+    priority = 'NORMAL'
+
+    def refresh_iters(self, runner) -> Sequence[int]:
+        raise NotImplementedError
+
+    def refresh(self, runner, it: int) -> None:
+        raise NotImplementedError
+
+    def before_train(self, runner) -> None:
+        self._refresh_at = {int(i) for i in self.refresh_iters(runner)}
+        self.refreshed: List[int] = []  # iterations refreshed by this process, this run
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter in self._refresh_at:
+            self.refresh(runner, runner.iter)
+            self.refreshed.append(runner.iter)
