@@ -6,6 +6,7 @@ from .dino import DINO, MMSSLDINO
 from .exemplar_cnn import ExemplarCNN  # noqa: F401
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
+from .local_agg import LocalAggregation  # noqa: F401
 from .npid import NPID
 from .odc import ODC
 from .pirl import PIRL
