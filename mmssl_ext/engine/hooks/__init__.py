@@ -1,4 +1,5 @@
 from .knn_hook import KNNEvalHook
+from .la_hook import LocalAggregationHook  # noqa: F401
 from .deepcluster_hook import DeepClusterHook  # noqa: F401
 from .exemplar_check import ExemplarClassesCheckHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
