@@ -6,9 +6,11 @@ from .dino import DINO, MMSSLDINO
 from .exemplar_cnn import ExemplarCNN  # noqa: F401
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
+from .looc import LooC  # noqa: F401
 from .local_agg import LocalAggregation  # noqa: F401
 from .npid import NPID
 from .odc import ODC
+from .pcl import PCL  # noqa: F401
 from .pirl import PIRL
 from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction

@@ -3,6 +3,7 @@ from .distillation import DistillationKLLoss
 from .nce import InfoNCELoss, NCELoss
 from .dino_loss import DINOLoss, MMSSLDINOLoss  # noqa: F401
 from .cpc_infonce import CPCInfoNCELoss  # noqa: F401
+from .looc_loss import LooCLoss  # noqa: F401
 from .local_agg_loss import LocalAggregationLoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']
