@@ -5,5 +5,6 @@ from .dino_loss import DINOLoss, MMSSLDINOLoss  # noqa: F401
 from .cpc_infonce import CPCInfoNCELoss  # noqa: F401
 from .looc_loss import LooCLoss  # noqa: F401
 from .local_agg_loss import LocalAggregationLoss  # noqa: F401
+from .pcl_loss import ProtoNCELoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']
