@@ -9,6 +9,7 @@ from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
 from .rank_state import PerRankStateHook
 from .rng_state import RNGStateHook, add_exact_resume_hooks
+from .sela_hook import SeLaHook  # noqa: F401
 from .swav_queue import ResumableSwAVHook
 
 __all__ = ['KNNEvalHook', 'MemoryBankSizeCheckHook', 'NaNLossCheckHook', 'NonFiniteLossError',
