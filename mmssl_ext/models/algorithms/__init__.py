@@ -14,6 +14,7 @@ from .pcl import PCL  # noqa: F401
 from .pirl import PIRL
 from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction
+from .sela import SeLa  # noqa: F401
 
 __all__ = [
     'CMC', 'CMCDataPreprocessor', 'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
