@@ -3,3 +3,4 @@ from .pretext_cls_head import PretextClsHead  # noqa: F401
 from .inpainting_head import ContextEncoderHead  # noqa: F401
 from .colorization_head import ColorizationHead  # noqa: F401
 from .dino_head import DINOHead, MMSSLDINOHead  # noqa: F401
+from .sela_head import SeLaHead  # noqa: F401
