@@ -7,6 +7,7 @@ ssl_runtime = dict(
         dict(type='NaNLossCheckHook'),  # stop at the first NaN / Inf loss term, name it
         dict(type='MemoryBankSizeCheckHook'),  # a memory bank shorter than the training set
         dict(type='RNGStateHook'),  # RNG states in every checkpoint: --resume continues exactly
+        dict(type='CollapseMonitorHook'),  # collapse measures of a fixed probe set
     ],
     atomic_checkpoints=True,  # CheckpointHook -> AtomicCheckpointHook (temporary file + rename)
     checked_image_loading=True,  # train LoadImageFromFile -> LoadImageFromFileChecked

@@ -40,6 +40,7 @@ DEFAULT_SSL_RUNTIME = dict(
         dict(type='NaNLossCheckHook'),
         dict(type='MemoryBankSizeCheckHook'),
         dict(type='RNGStateHook'),
+        dict(type='CollapseMonitorHook'),
     ],
     atomic_checkpoints=True,
     checked_image_loading=True,

@@ -62,7 +62,8 @@ def test_apply_runtime_once_and_what_it_changes():
     assert len(done) == 4
     # the listed NaNLossCheckHook (switched off by keys=[]) is kept as the config has it
     assert [h['type'] for h in cfg.custom_hooks] == [
-        'ResumableSwAVHook', 'NaNLossCheckHook', 'MemoryBankSizeCheckHook', 'RNGStateHook']
+        'ResumableSwAVHook', 'NaNLossCheckHook', 'MemoryBankSizeCheckHook', 'RNGStateHook',
+        'CollapseMonitorHook']
     assert cfg.custom_hooks[1]['keys'] == []
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.train_dataloader.dataset.pipeline[0].type == 'LoadImageFromFileChecked'

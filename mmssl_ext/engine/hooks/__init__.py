@@ -1,3 +1,4 @@
+from .collapse_monitor import CollapseError, CollapseMonitorHook  # noqa: F401
 from .knn_hook import KNNEvalHook
 from .la_hook import LocalAggregationHook  # noqa: F401
 from .deepcluster_hook import DeepClusterHook  # noqa: F401
