@@ -20,6 +20,7 @@ from typing import List, Optional
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.dist import all_gather, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -28,6 +29,7 @@ from mmssl_ext.datasets.transforms.loading import ImageLoadError
 from mmssl_ext.utils.config import strip_collate_scope, type_name
 from mmssl_ext.utils.config_errors import explain_config_errors
 from .atomic_checkpoint import use_atomic_checkpoints
+from .data_sizing import size_from_training_set
 from .dist import setup_cpu_distributed
 
 __all__ = ['DEFAULT_SSL_RUNTIME', 'SSLRunner', 'add_default_runtime', 'apply_runtime',
@@ -210,11 +212,42 @@ class ExpectedNoticesAsInfo(logging.Filter):
 class SSLRunner(Runner):
     """mmengine's ``Runner`` that applies the config's ``ssl_runtime`` before it is built, runs
     torchrun launches on machines without CUDA (gloo), and names the culprit of a bad config key
-    or an unreadable training image (``explain_config_errors``, the annotation file)."""
+    or an unreadable training image (``explain_config_errors``, the annotation file).
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    Sizes that follow from the data (a memory bank's ``length``, DeepCluster's ``num_samples``)
+    left unset in ``model`` are set from the training set before the model is built and wrapped
+    (:func:`~mmssl_ext.engine.data_sizing.size_from_training_set`); the dataset built to count
+    them is the one the training loop uses.  ``resuming_from`` names the checkpoint while
+    :meth:`resume` loads it (``MemoryBankSizeCheckHook`` checks it against the training set).
+    """
+
+    def __init__(self, model, work_dir, train_dataloader=None, *args, **kwargs) -> None:
+        model, train_dataloader, n, keys = size_from_training_set(
+            model, train_dataloader, kwargs.get('default_scope', 'mmengine'))
+        super().__init__(model, work_dir, train_dataloader, *args, **kwargs)
         self.logger.addFilter(ExpectedNoticesAsInfo())
+        self.resuming_from: Optional[str] = None
+        if keys:
+            self._check_ranks_agree(n)
+            self.logger.info(f'memory bank length set from the training set: {n} '
+                             f'({", ".join(keys)})')
+
+    def _check_ranks_agree(self, n: int) -> None:
+        """Every rank counted the same training set (a folder that changed while the ranks
+        scanned it would give ranks banks of different lengths)."""
+        if get_world_size() == 1:
+            return
+        counts = [int(c) for c in all_gather(torch.tensor([n], dtype=torch.long))]
+        if len(set(counts)) > 1:
+            raise RuntimeError(f'the ranks counted different training sets: {counts} samples '
+                               f'(rank order); did the data change while the run started?')
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        self.resuming_from = filename
+        try:
+            return super().resume(filename, *args, **kwargs)
+        finally:
+            self.resuming_from = None
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SSLRunner':

@@ -24,24 +24,12 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from mmssl_ext.engine.data_sizing import (META_KEY, check_resume, data_sized_modules,
+                                          num_sample_indices)
+from mmssl_ext.models.memories.data_sized import unset_size_error
 from mmssl_ext.registry import ROOT_HOOKS
 
-
-def num_sample_indices(dataset) -> int:
-    """The number of distinct ``sample_idx`` values ``dataset`` hands out.
-
-    ``len(dataset)`` for a plain dataset (mmengine's ``BaseDataset`` numbers the samples
-    ``0 .. len - 1``, after ``indices`` / filtering); wrappers that repeat or resample a dataset
-    (``RepeatDataset``, ``ClassBalancedDataset``) hand out the indices of the wrapped one; a
-    ``ConcatDataset`` those of its largest part.
-    """
-    inner = getattr(dataset, 'dataset', None)
-    if inner is not None and type(dataset).__name__ in ('RepeatDataset', 'ClassBalancedDataset'):
-        return num_sample_indices(inner)
-    parts = getattr(dataset, 'datasets', None)
-    if parts is not None and type(dataset).__name__ == 'ConcatDataset':
-        return max(num_sample_indices(d) for d in parts)
-    return len(dataset)
+__all__ = ['MemoryBankSizeCheckHook', 'memory_banks', 'num_sample_indices']
 
 
 def memory_banks(model) -> List[Tuple[str, object]]:
@@ -52,19 +40,42 @@ def memory_banks(model) -> List[Tuple[str, object]]:
 
 @ROOT_HOOKS.register_module()
 class MemoryBankSizeCheckHook(Hook):
-    """Fail before the first iteration when a memory bank is shorter than the training set."""
+    """Fail before the first iteration when a memory bank is shorter than the training set, and
+    before a resume whose training set changed size since the checkpoint."""
 
     priority = 'VERY_HIGH'
 
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if data_sized_modules(self._model(runner)):
+            checkpoint.setdefault('meta', {})[META_KEY] = num_sample_indices(
+                runner.train_dataloader.dataset)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Before the checkpoint's state enters the model (mmengine's ``load_checkpoint``)."""
+        if hasattr(runner, 'resuming_from'):  # SSLRunner: the file while it resumes, else None
+            filename = runner.resuming_from
+        else:  # mmengine's Runner loads a checkpoint only to resume when resume=True
+            filename = 'being resumed' if getattr(runner, '_resume', False) else None
+        model = self._model(runner)
+        if filename is None or not data_sized_modules(model):
+            return
+        check_resume(model, checkpoint, num_sample_indices(runner.train_dataloader.dataset),
+                     filename)
+
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        banks = memory_banks(model)
+        banks = memory_banks(self._model(runner))
         if not banks:
             return
         dataset = runner.train_dataloader.dataset
         n = num_sample_indices(dataset)
         for name, bank in banks:
             key = f'model.{name}.length'
+            if bank.length is None:
+                raise unset_size_error(f'the memory bank model.{name}', key)
             if bank.length < n:
                 raise ValueError(
                     f'the memory bank model.{name} has length {bank.length} but the training set '

@@ -106,7 +106,8 @@ class CMC(BaseSelfSupervisor):
             self.pairs = list(combinations(range(num_views), 2))
         loss = dict(loss)
         if loss.get('type') == 'NCELoss':
-            loss.setdefault('num_data', self.memory_banks[0].length)
+            if loss.get('num_data') is None:  # |D| follows the bank (None: unsized)
+                loss['num_data'] = self.memory_banks[0].length
         # one loss module per directed term (anchor i, bank j): NCE's Z is per direction
         self.losses = nn.ModuleDict()
         for i, j in self.pairs:

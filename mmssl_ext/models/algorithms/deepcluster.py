@@ -8,11 +8,14 @@ from mmpretrain.structures import DataSample
 
 from mmssl_ext.models.data_preprocessors import SobelDataPreprocessor  # noqa: F401 (old path)
 from mmssl_ext.registry import MODELS
+from ..memories.data_sized import DataSizedMixin, unset_size_error
 
 
-def sample_indices(data_samples: List[DataSample], num_samples: int, device,
+def sample_indices(data_samples: List[DataSample], num_samples: Optional[int], device,
                    owner: str) -> torch.Tensor:
     """The dataset indices (``sample_idx``) of a batch, checked against ``num_samples``."""
+    if num_samples is None:
+        raise unset_size_error(owner, 'num_samples / memory_bank.length')
     try:
         idx = torch.as_tensor([int(ds.sample_idx) for ds in data_samples], dtype=torch.long,
                               device=device)
@@ -26,8 +29,14 @@ def sample_indices(data_samples: List[DataSample], num_samples: int, device,
     return idx
 
 
+def _check_num_samples(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f'DeepCluster: num_samples must be a positive int (the training set '
+                         f'size), got {n!r}')
+
+
 @MODELS.register_module()
-class DeepCluster(BaseSelfSupervisor):
+class DeepCluster(DataSizedMixin, BaseSelfSupervisor):
     r"""DeepCluster: alternate k-means on the features and classification of the cluster ids.
 
     Every epoch (``DeepClusterHook``): extract the pooled backbone features of the WHOLE training
@@ -55,37 +64,50 @@ class DeepCluster(BaseSelfSupervisor):
         neck: pooling neck (mmpretrain's ``GlobalAveragePooling``).
         head: classifier over the ``K`` clusters: mmpretrain's ``LinearClsHead`` (``num_classes``
             = ``K``) with its ``CrossEntropyLoss``.
-        num_samples: size of the training set (the length of ``pseudo_labels``).
+        num_samples: size of the training set (the length of ``pseudo_labels``); left unset
+            (``None``) in a config, ``SSLRunner`` sets it from the training set.
         head_init_std: std of the normal re-initialisation of the head's linear layers.
     """
 
     pseudo_labels: torch.Tensor
+    SIZE_ARG = 'num_samples'
+    SIZED_BUFFERS = ('pseudo_labels', )
 
     def __init__(self,
                  backbone: dict,
                  neck: dict,
                  head: dict,
-                 num_samples: int,
+                 num_samples: Optional[int] = None,
                  head_init_std: float = 0.01,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f'DeepCluster: num_samples must be a positive int (the training set '
-                             f'size), got {num_samples!r}')
+        if num_samples is not None:
+            _check_num_samples(num_samples)
         k = getattr(self.head, 'num_classes', None)
         if not isinstance(k, int) or k < 2:
             raise ValueError(f'DeepCluster: the head needs num_classes = K >= 2 clusters, '
                              f'got {k!r}')
-        if k > num_samples:
-            raise ValueError(f'DeepCluster: K={k} clusters (head.num_classes) > N={num_samples} '
-                             f'samples (num_samples); k-means needs K <= N')
         if head_init_std <= 0:
             raise ValueError(f'DeepCluster: head_init_std must be positive, got {head_init_std}')
-        self.num_samples = num_samples
         self.head_init_std = float(head_init_std)
-        self.register_buffer('pseudo_labels', torch.full((num_samples, ), -1, dtype=torch.long))
+        self.num_samples: Optional[int] = None
+        if num_samples is None:  # unsized: SSLRunner or a checkpoint sets it
+            self.register_buffer('pseudo_labels', torch.empty(0, dtype=torch.long))
+        else:
+            self.allocate_rows(num_samples)
+
+    def allocate_rows(self, n: int, fill: bool = True) -> None:
+        """``n`` samples, none clustered yet (label ``-1``)."""
+        _check_num_samples(n)
+        if self.num_clusters > n:
+            raise ValueError(f'DeepCluster: K={self.num_clusters} clusters (head.num_classes) > '
+                             f'N={n} samples (num_samples); k-means needs K <= N')
+        self.num_samples = n
+        device = self.pseudo_labels.device if hasattr(self, 'pseudo_labels') else None
+        self.register_buffer('pseudo_labels',
+                             torch.full((n, ), -1, dtype=torch.long, device=device))
 
     @property
     def num_clusters(self) -> int:
@@ -93,11 +115,13 @@ class DeepCluster(BaseSelfSupervisor):
 
     @property
     def labels_initialized(self) -> bool:
-        return bool((self.pseudo_labels >= 0).all())
+        return self.num_samples is not None and bool((self.pseudo_labels >= 0).all())
 
     @torch.no_grad()
     def set_pseudo_labels(self, labels: Sequence[int]) -> None:
         """Write new cluster assignments (one per dataset index, in ``[0, K)``)."""
+        if self.num_samples is None:
+            raise unset_size_error('DeepCluster', 'num_samples')
         labels = torch.as_tensor(labels).reshape(-1)
         if labels.numel() != self.num_samples:
             raise ValueError(f'DeepCluster: got {labels.numel()} labels for num_samples='

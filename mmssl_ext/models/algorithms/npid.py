@@ -68,7 +68,8 @@ class NPID(BaseSelfSupervisor):
         self.memory_bank = MODELS.build(memory_bank)
         loss = dict(loss)
         if loss.get('type') == 'NCELoss':
-            loss.setdefault('num_data', self.memory_bank.length)
+            if loss.get('num_data') is None:  # |D| follows the bank (None: unsized)
+                loss['num_data'] = self.memory_bank.length
         self.nce = MODELS.build(loss)
 
     def embed(self, img: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,8 @@ class PIRL(BaseSelfSupervisor):
         self.memory_bank = MODELS.build(memory_bank)
         if loss.get('type') == 'NCELoss':
             loss = dict(loss)
-            loss.setdefault('num_data', self.memory_bank.length)
+            if loss.get('num_data') is None:  # |D| follows the bank (None: unsized)
+                loss['num_data'] = self.memory_bank.length
         self.nce = MODELS.build(loss)
         self.loss_lambda = loss_lambda
         self.shared_negatives = shared_negatives

@@ -6,7 +6,7 @@ the mean over the batch.  Similarities are cosine similarities (dot products of 
 vectors), e.g. from :meth:`mmssl_ext.models.memories.MemoryBank.negative_similarities`.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -112,6 +112,9 @@ class NCELoss(nn.Module):
     Args:
         temperature: ``tau`` (0.07 in NPID / PIRL).
         num_data: ``|D|``, the number of training images (the memory-bank length).  Keyword only.
+            PIRL, NPID and CMC pass their bank's length when it is unset (``None``), and the bank
+            takes its length from the training set when the config leaves it unset; ``Z`` cannot
+            be estimated while it is ``None``.
         eps: the small constant added to the denominators: ``1e-7`` as lemniscate.pytorch
             (NPID's official code); VISSL (PIRL) uses float32's machine epsilon, ``1.19e-7``.
             Next to ``K P_n`` (0.025 for PIRL's 32000 negatives over ImageNet) either is
@@ -132,11 +135,13 @@ class NCELoss(nn.Module):
 
     z: torch.Tensor
 
-    def __init__(self, temperature: float = 0.07, *, num_data: int, eps: float = 1e-7) -> None:
+    def __init__(self, temperature: float = 0.07, *, num_data: Optional[int],
+                 eps: float = 1e-7) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'temperature must be positive (got {temperature})')
-        if isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1:
+        if num_data is not None and (isinstance(num_data, bool) or not isinstance(num_data, int)
+                                     or num_data < 1):
             raise ValueError(
                 f'num_data must be a positive int, the dataset size (got {num_data!r})')
         if eps < 0:
@@ -157,6 +162,10 @@ class NCELoss(nn.Module):
     @torch.no_grad()
     def _estimate_z(self, pos: torch.Tensor, neg: torch.Tensor) -> None:
         """Set ``z`` to NPID's estimate ``mean(exp(s / tau)) * |D|`` (averaged over all ranks)."""
+        if self.num_data is None:
+            raise RuntimeError('NCELoss: num_data (|D|, the training set size) is unset, so Z '
+                               'cannot be estimated; set it, or the memory bank length it '
+                               'follows, to the training set size (SSLRunner does so)')
         e_pos = torch.exp(pos.detach().double() / self.temperature)
         e_neg = torch.exp(neg.detach().double() / self.temperature)
         stats = torch.stack([e_pos.sum() + e_neg.sum(),

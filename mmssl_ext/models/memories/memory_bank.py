@@ -12,7 +12,7 @@ bank (the negatives).  This module is the ONE bank the methods of mmssl_ext shar
 * negatives: uniform sampling of bank rows, either one set shared by the whole batch (one matmul)
   or one set per sample (as VISSL does).
 """
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from mmengine.dist import all_gather, broadcast, get_world_size
 
 from mmssl_ext.registry import MODELS
+from .data_sized import DataSizedMixin, unset_size_error
 
 _SAMPLING_MODES = ('shared', 'per_sample')
 
 
 @MODELS.register_module()
-class MemoryBank(nn.Module):
+class MemoryBank(DataSizedMixin, nn.Module):
     r"""Memory bank with an EMA update and uniform negative sampling.
 
     Every row ``m_i`` of the bank is the running embedding of training image ``i`` (its dataset
@@ -76,7 +77,8 @@ class MemoryBank(nn.Module):
 
     Args:
         length: number of entries, i.e. the size of the training set (the largest dataset index
-            plus one).
+            plus one).  Left unset (``None``) in a config, ``SSLRunner`` sets it from the training
+            set; an unsized bank built by hand takes the length of the first checkpoint loaded.
         feat_dim: embedding dimension ``D``.
         momentum: EMA coefficient ``mu`` of the OLD entry, in ``[0, 1]``.
         num_negatives: number ``K`` of negatives per sample; at most ``length - 1``.
@@ -100,34 +102,50 @@ class MemoryBank(nn.Module):
     """
 
     feats: torch.Tensor
+    SIZED_BUFFERS = ('feats', )
 
     def __init__(self,
-                 length: int,
+                 length: Optional[int] = None,
                  feat_dim: int = 128,
                  momentum: float = 0.5,
                  num_negatives: int = 32000,
                  sampling: str = 'shared') -> None:
         super().__init__()
-        if length < 2:
+        if length is not None and length < 2:
             raise ValueError(f'a memory bank needs at least 2 entries (got length={length})')
         if feat_dim < 1:
             raise ValueError(f'feat_dim must be positive (got {feat_dim})')
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f'momentum must be in [0, 1] (got {momentum})')
-        if num_negatives < 1 or num_negatives > length - 1:
-            raise ValueError(
-                f'num_negatives={num_negatives} must be between 1 and length - 1 = {length - 1} '
-                f'(a memory bank of length {length} holds {length - 1} negatives per sample)')
+        if num_negatives < 1:
+            raise ValueError(f'num_negatives={num_negatives} must be at least 1')
         if sampling not in _SAMPLING_MODES:
             raise ValueError(f'sampling must be one of {_SAMPLING_MODES} (got {sampling!r})')
-        self.length = int(length)
+        self.length: Optional[int] = None
         self.feat_dim = int(feat_dim)
         self.momentum = float(momentum)
         self.num_negatives = int(num_negatives)
         self.sampling = sampling
-        self.register_buffer(
-            'feats', F.normalize(torch.randn(self.length, self.feat_dim), dim=1))
         self._ranks_synced = False  # rank 0's bank broadcast yet (first update under DDP)?
+        if length is None:  # unsized: SSLRunner or a checkpoint sets the length
+            self.register_buffer('feats', torch.empty(0, self.feat_dim))
+        else:
+            self.allocate_rows(length)
+
+    def allocate_rows(self, n: int, fill: bool = True) -> None:
+        """Give the bank ``n`` entries (random unit vectors; uninitialised for ``fill=False``)."""
+        n = int(n)
+        if n < 2:
+            raise ValueError(f'a memory bank needs at least 2 entries (got length={n})')
+        if self.num_negatives > n - 1:
+            raise ValueError(
+                f'num_negatives={self.num_negatives} must be between 1 and length - 1 = {n - 1} '
+                f'(a memory bank of length {n} holds {n - 1} negatives per sample)')
+        self.length = n
+        device = self.feats.device if hasattr(self, 'feats') else None
+        feats = (F.normalize(torch.randn(n, self.feat_dim), dim=1) if fill else
+                 torch.empty(n, self.feat_dim))
+        self.register_buffer('feats', feats.to(device) if device is not None else feats)
 
     def extra_repr(self) -> str:
         return (f'length={self.length}, feat_dim={self.feat_dim}, momentum={self.momentum}, '
@@ -137,6 +155,8 @@ class MemoryBank(nn.Module):
 
     def _check_idx(self, idx: torch.Tensor) -> torch.Tensor:
         """Validate dataset indices; return them as a flat long tensor on the bank's device."""
+        if self.length is None:
+            raise unset_size_error(type(self).__name__, 'length')
         if not isinstance(idx, torch.Tensor):
             idx = torch.as_tensor(idx)
         if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from mmengine.dist import broadcast, get_world_size
 
 from mmssl_ext.registry import MODELS
+from .data_sized import unset_size_error
 from .memory_bank import MemoryBank
 
 
@@ -58,7 +59,8 @@ class ODCMemory(MemoryBank):
     GPU are not bit-reproducible), so every rank keeps the same labels and centroids.
 
     Args:
-        length: number of training images ``N``.
+        length: number of training images ``N``; left unset (``None``) in a config, ``SSLRunner``
+            sets it from the training set (see :class:`MemoryBank`).
         feat_dim: feature dimension ``D`` (the neck's output, 256 in ODC).
         momentum: EMA coefficient ``mu`` of the old entry (0.5 in ODC).
         num_classes: number of clusters ``K`` (10000 for ImageNet), ``2 <= K <= N``.
@@ -68,20 +70,18 @@ class ODCMemory(MemoryBank):
 
     labels: torch.Tensor
     centroids: torch.Tensor
+    SIZED_BUFFERS = ('feats', 'labels')
 
     def __init__(self,
-                 length: int,
+                 length: Optional[int] = None,
                  feat_dim: int = 256,
                  momentum: float = 0.5,
                  num_classes: int = 10000,
                  min_cluster_size: int = 20,
                  split_iters: int = 10) -> None:
-        super().__init__(length=length, feat_dim=feat_dim, momentum=momentum, num_negatives=1)
+        super().__init__(length=None, feat_dim=feat_dim, momentum=momentum, num_negatives=1)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f'ODCMemory: num_classes must be an int >= 2, got {num_classes!r}')
-        if num_classes > length:
-            raise ValueError(f'ODCMemory: K={num_classes} clusters (num_classes) > N={length} '
-                             f'samples (length); every cluster needs a member')
         if min_cluster_size < 0:
             raise ValueError(f'ODCMemory: min_cluster_size must be >= 0, got {min_cluster_size}')
         if split_iters < 0:
@@ -89,9 +89,20 @@ class ODCMemory(MemoryBank):
         self.num_classes = int(num_classes)
         self.min_cluster_size = int(min_cluster_size)
         self.split_iters = int(split_iters)
-        self.register_buffer('labels', torch.full((self.length, ), -1, dtype=torch.long))
+        self.register_buffer('labels', torch.empty(0, dtype=torch.long))
         self.register_buffer('centroids', torch.zeros(self.num_classes, self.feat_dim))
         self._gathered_idx: Optional[torch.Tensor] = None
+        if length is not None:
+            self.allocate_rows(length)
+
+    def allocate_rows(self, n: int, fill: bool = True) -> None:
+        """``n`` samples: features as :class:`MemoryBank`, every label ``-1`` (unassigned)."""
+        if self.num_classes > n:
+            raise ValueError(f'ODCMemory: K={self.num_classes} clusters (num_classes) > N={n} '
+                             f'samples (length); every cluster needs a member')
+        super().allocate_rows(n, fill=fill)
+        self.register_buffer('labels', torch.full((self.length, ), -1, dtype=torch.long,
+                                                  device=self.labels.device))
 
     def extra_repr(self) -> str:
         return (f'length={self.length}, feat_dim={self.feat_dim}, momentum={self.momentum}, '
@@ -100,7 +111,7 @@ class ODCMemory(MemoryBank):
     @property
     def initialized(self) -> bool:
         """Whether every sample has a label (set by :meth:`init_memory` or a checkpoint)."""
-        return bool((self.labels >= 0).all())
+        return self.length is not None and bool((self.labels >= 0).all())
 
     def cluster_sizes(self) -> torch.Tensor:
         """Members per cluster (``K`` long ints)."""
@@ -114,6 +125,8 @@ class ODCMemory(MemoryBank):
 
         Under DDP rank 0's features and labels are broadcast (the hook clusters on rank 0).
         """
+        if self.length is None:
+            raise unset_size_error('ODCMemory', 'length')
         feats = torch.as_tensor(feats)
         labels = torch.as_tensor(labels).reshape(-1)
         if feats.shape != (self.length, self.feat_dim):
