@@ -181,12 +181,9 @@ def rescale_schedule(cfg, iters: int) -> None:
     cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'KNNEvalHook']
 
 
-#: model keys that hold the number of training images (memory banks, DeepCluster's labels)
-DATASET_SIZE_KEYS = ('length', 'num_samples')
-
-
 def _resize_dataset_keys(node, old: int, new: int) -> List[str]:
     """Set every ``length`` / ``num_samples`` equal to ``old`` below ``node`` to ``new``."""
+    from mmssl_ext.engine.data_sizing import DATASET_SIZE_KEYS
     changed = []
     items = (node.items() if isinstance(node, dict) else
              enumerate(node) if isinstance(node, (list, tuple)) else ())
