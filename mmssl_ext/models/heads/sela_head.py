@@ -1,0 +1,85 @@
+"""SeLa's clustering heads and its Sinkhorn-Knopp label assignment (Asano, Rupprecht & Vedaldi,
+ICLR 2020)."""
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.models.losses.swav_loss import distributed_sinkhorn
+
+from mmssl_ext.registry import MODELS
+
+
+@torch.no_grad()
+def sela_sinkhorn(logits: torch.Tensor, lamb: float = 25.0, tol: float = 0.1, block: int = 10,
+                  max_iters: int = 1000) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    r"""SeLa's pseudo labels: the equal-partition transport plan of ``softmax(logits)^lamb``.
+
+    SeLa solves ``max_Q <Q, log P>  + 1/lamb H(Q)`` over ``Q`` with sample marginals ``1/N``
+    and cluster marginals ``1/K``; the solution is ``Q = diag(r) P^lamb diag(c)``, found by
+    Sinkhorn-Knopp.  mmpretrain's SwAV ``distributed_sinkhorn`` computes the same scaling of
+    ``exp(out / epsilon)``: with ``out = log_softmax(logits)`` and ``epsilon = 1 / lamb`` that is
+    ``P^lamb``.  It runs a fixed number of iterations, so it is called in blocks of ``block``
+    iterations, each continuing from the previous plan (``out = epsilon * log Q``), until the
+    cluster marginals are within ``tol`` (summed relative error, the official stopping value)
+    of ``N / K``.  Computed in float64 as the official code.  Under DDP every rank must call it
+    with the same full matrix: the all-reduce inside only rescales ``Q`` uniformly, which the
+    normalisations undo.
+
+    Args:
+        logits: ``N x K`` head outputs of the whole training set.
+        lamb: ``lambda`` (25).  tol: stopping error.  block: iterations per call.
+        max_iters: bound on the iterations; reaching it raises.
+
+    Returns:
+        ``(labels N, Q N x K with rows summing to 1, iterations)``; ``labels = argmax_k Q``.
+
+    Raises:
+        ValueError: ``K > N``.  RuntimeError: not converged within ``max_iters``.
+    """
+    n, k = logits.shape
+    if k > n:
+        raise ValueError(f'sela_sinkhorn: K={k} clusters > N={n} samples; the equal partition '
+                         f'needs K <= N')
+    eps = 1.0 / lamb
+    out = F.log_softmax(logits.double(), dim=1)
+    iters, err = 0, float('inf')
+    while True:
+        q = distributed_sinkhorn(out, block, 1, eps)  # N x K, rows sum to 1
+        iters += block
+        err = float((q.sum(dim=0) * k / n - 1).abs().sum())
+        if err <= tol:
+            return q.argmax(dim=1), q, iters
+        if iters >= max_iters:
+            raise RuntimeError(f'sela_sinkhorn: the cluster marginals are off by {err:.3g} '
+                               f'(> tol={tol}) after {iters} iterations; raise max_iters or '
+                               f'lower lamb')
+        out = eps * torch.log(q)
+
+
+@MODELS.register_module()
+class SeLaHead(nn.Module):
+    """``num_heads`` linear classifiers over ``num_classes`` pseudo classes each; the loss is
+    the mean over heads of the cross-entropy with each head's pseudo labels.
+
+    Args:
+        in_channels: pooled feature size.  num_classes: ``K`` per head (3000 on ImageNet).
+        num_heads: the number of clusterings (10 on ImageNet).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_heads: int = 1) -> None:
+        super().__init__()
+        if num_heads < 1 or num_classes < 2:
+            raise ValueError(f'SeLaHead: num_heads >= 1 and num_classes >= 2 needed, got '
+                             f'{num_heads} and {num_classes}')
+        self.num_classes = int(num_classes)
+        self.num_heads = int(num_heads)
+        self.fcs = nn.ModuleList(nn.Linear(in_channels, num_classes) for _ in range(num_heads))
+
+    def forward(self, feats: torch.Tensor) -> List[torch.Tensor]:
+        return [fc(feats) for fc in self.fcs]
+
+    def loss(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``labels`` ``(num_heads, B)``."""
+        return torch.stack([F.cross_entropy(logits, target)
+                            for logits, target in zip(self(feats), labels)]).mean()
