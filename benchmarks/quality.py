@@ -56,6 +56,10 @@ METHODS: Dict[str, str] = {
     'npid-pp': 'configs/npid/npid-pp_r18-w32_1xb64-3000it_fmnist.py',
     'deepcluster': 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py',
     'odc': 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py',
+    'local_aggregation':
+        'configs/local_aggregation/local-aggregation_r18-w32_1xb64-3000it_fmnist.py',
+    'pcl': 'configs/pcl/pcl-v2_r18-w32_1xb64-3000it_fmnist.py',
+    'sela': 'configs/sela/sela_r18-w32_1xb64-3000it_fmnist.py',
     'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
     'cmc-lcrops': 'configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py',
     'cpcv2': 'configs/cpc/cpcv2_r18-w32_1xb64-3000it_fmnist.py',
@@ -107,7 +111,7 @@ OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization'}
 
 #: methods whose loss needs state a hook builds first (pseudo labels before the first epoch):
 #: one 32 px view per sample, by construction of their configs
-KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0,
+KNOWN_IMAGES_PER_SAMPLE = {'deepcluster': 1.0, 'odc': 1.0, 'sela': 1.0,
                            **{name: 1.0 for name in CLUSTERFIT_PRE}}
 
 PRESETS = {
