@@ -22,10 +22,11 @@ gradients, and the hook logs under ``collapse/``:
 
 **What the model is asked.**  ``model.collapse_outputs(inputs)`` (``inputs``: the data
 preprocessor's output for a batch of the probe set) returns ``dict(embedding=B x d[, probs=B x
-K][, teacher_probs=B x K])``; an algorithm with a softmax output defines it (DINO, DeepCluster,
-ODC, the pretext classifiers).  Without it: mmpretrain's SwAV gives its prototype scores
-(``softmax(prototypes(z) / temperature)``), every other model ``neck(backbone(x))`` (or the
-pooled backbone output without a neck) of the first view.  A model for which neither works gets
+K][, teacher_probs=B x K])`` (an embedding of feature maps is average-pooled); an algorithm
+with a softmax output defines it (DINO, DeepCluster, ODC, the pretext classifiers).  Without
+it: mmpretrain's SwAV gives its prototype scores (``softmax(prototypes(z) / temperature)``),
+every other model ``neck(backbone(x))`` (or the pooled backbone output without a neck) of the
+first view.  A model for which neither works gets
 a warning naming the error, and the monitor switches itself off for that run: it never stops a
 run by failing itself.
 
@@ -257,6 +258,7 @@ class CollapseMonitorHook(Hook):
             if 'embedding' not in out:
                 raise KeyError(f'{type(model).__name__}.collapse_outputs returned no '
                                f"'embedding' (keys: {sorted(out)})")
+            out = dict(out, embedding=pool_feature(out['embedding']))  # maps -> B x C
             for key, value in out.items():
                 if value is not None:
                     parts.setdefault(key, []).append(value.detach().float().flatten(1).cpu())

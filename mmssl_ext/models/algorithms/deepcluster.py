@@ -144,6 +144,15 @@ class DeepCluster(DataSizedMixin, BaseSelfSupervisor):
                     nn.init.zeros_(m.bias)
         return list(self.head.parameters())
 
+    @torch.no_grad()
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view: the pooled features and the softmax over the K
+        clusters."""
+        feats = self.backbone(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
+        if self.with_neck:
+            feats = self.neck(feats)
+        return dict(embedding=feats[-1], probs=torch.softmax(self.head(feats).float(), dim=1))
+
     def loss(self, inputs, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs

@@ -268,6 +268,19 @@ class MMSSLDINO(BaseSelfSupervisor):
         """Teacher logits ``(G * B, K)`` of the global crops."""
         return self.teacher(torch.cat(views[:self.dino_loss.num_global_crops]))
 
+    @torch.no_grad()
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view of the first global crop: the student's features
+        and softmax, and the teacher's centred, sharpened softmax (the loss's targets)."""
+        x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        loss, feats = self.dino_loss, self._features(x)
+        epoch = self.current_epoch() if loss.warmup_epochs else None
+        temp = loss.teacher_temperature(self.num_steps, epoch)
+        return dict(embedding=feats,
+                    probs=torch.softmax(self.head(feats).float() / loss.student_temp, dim=-1),
+                    teacher_probs=torch.softmax((self.teacher(x).float() - loss.center) / temp,
+                                                dim=-1))
+
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         views = self._check_views(inputs)

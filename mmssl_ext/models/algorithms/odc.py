@@ -83,6 +83,12 @@ class ODC(BaseSelfSupervisor):
         """``w_k ∝ |C_k|^{-p}`` from the memory's current labels."""
         return odc_class_weights(self.memory_bank.cluster_sizes(), self.reweight_pow)
 
+    @torch.no_grad()
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view: ``z`` and the softmax over the clusters."""
+        z = self.embed(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
+        return dict(embedding=z, probs=torch.softmax(self.head((z, )).float(), dim=1))
+
     def loss(self, inputs, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs

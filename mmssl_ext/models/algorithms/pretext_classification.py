@@ -67,6 +67,15 @@ class PretextClassification(BaseSelfSupervisor):
         """Hook for per-view processing of the ``(B*N) x C x H x W`` batch (identity)."""
         return views
 
+    @torch.no_grad()
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view: the features of every view and the head's softmax
+        over the transformations."""
+        feats = self.backbone(self.prepare_views(self._check_views(inputs).flatten(0, 1)))
+        if self.with_neck:
+            feats = self.neck(feats)
+        return dict(embedding=feats[-1], probs=torch.softmax(self.head(feats).float(), dim=1))
+
     def loss(self, inputs, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         views = self._check_views(inputs)
