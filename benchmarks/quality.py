@@ -54,6 +54,8 @@ METHODS: Dict[str, str] = {
     'inpainting': 'configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
     'npid': 'configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py',
     'npid-pp': 'configs/npid/npid-pp_r18-w32_1xb64-3000it_fmnist.py',
+    'exemplar-cnn': 'configs/exemplar_cnn/exemplar-cnn_r18-w32_1xb64-3000it_fmnist.py',
+    'looc': 'configs/looc/looc_r18-w32_1xb64-3000it_fmnist.py',
     'deepcluster': 'configs/deepcluster/deepcluster_r18-w32_1xb64-3000it_fmnist.py',
     'odc': 'configs/odc/odc_r18-w32_1xb64-3000it_fmnist.py',
     'local_aggregation':
