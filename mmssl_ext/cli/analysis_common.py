@@ -13,6 +13,7 @@ The config gives the model and, in its ``knn_eval`` section, the data: ``train_d
 memory / probe-train split) and ``val_dataloader`` (the test split).
 """
 import argparse
+import itertools
 import json
 import os
 import os.path as osp
@@ -28,6 +29,7 @@ from mmssl_ext.utils.checkpoint import load_backbone_weights
 from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 RANDOM = 'random'
+_VIS_COUNT = itertools.count()  # unique visualizer instance names in one process
 
 
 def parse_checkpoints(specs: Sequence[str],
@@ -185,6 +187,38 @@ def quiet_init_logs() -> None:
         MMLogger.get_instance(name).setLevel(logging.WARNING)
     else:
         MMLogger.get_instance(name, log_level='WARNING')
+
+
+def remote_vis_backends(cfg: Config) -> List[dict]:
+    """The config's visualizer backends that leave the work directory (TensorBoard, W&B, ...):
+    every backend but ``LocalVisBackend``, which the PNG files already are."""
+    vis = cfg.get('visualizer', None) or {}
+    return [dict(b) for b in vis.get('vis_backends', None) or []
+            if str(b.get('type', '')).split('.')[-1] != 'LocalVisBackend']
+
+
+def publish_figures(cfg: Config, work_dir: str, paths: Sequence[str], step: int = 0) -> int:
+    """Send the PNG ``paths`` to the config's remote visualizer backends as images named after
+    their files (``configs/_base_/tensorboard.py``: event files in ``work_dir/vis_data``).
+
+    Returns the number of images sent (0 when the config has only the local backend).
+    """
+    backends = remote_vis_backends(cfg)
+    if not backends or not paths:
+        return 0
+    import numpy as np
+    from mmengine.visualization import Visualizer
+    from PIL import Image
+    vis = Visualizer(name=f'mmssl_analysis_{next(_VIS_COUNT)}', vis_backends=backends,
+                     save_dir=work_dir)
+    try:
+        for path in paths:
+            with Image.open(path) as img:
+                vis.add_image(osp.splitext(osp.basename(path))[0],
+                              np.asarray(img.convert('RGB')), step=step)
+    finally:
+        vis.close()
+    return len(paths)
 
 
 def write_json(obj, path: str) -> str:

@@ -15,7 +15,8 @@ from typing import List, Optional, Sequence
 
 from mmssl_ext.cli.analysis_common import (build_split_loader, class_names, common_parser,
                                            load_analysis_config, load_model, parse_checkpoints,
-                                           quiet_init_logs, safe_name, write_json)
+                                           publish_figures, quiet_init_logs, safe_name,
+                                           write_json)
 from mmssl_ext.evaluation.embedding import (UMAP_MISSING, embedding_scores, plot_embedding,
                                             tsne_embedding, umap_available, umap_embedding)
 from mmssl_ext.evaluation.features import extract_features
@@ -74,6 +75,8 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
                   perplexity=perplexity, k=k,
                   umap=umap_note, results=results, files=files)
     write_json(report, files['json'])
+    publish_figures(cfg, work_dir, [p for per in files['images'].values()
+                                    for p in per.values()])
     return report
 
 

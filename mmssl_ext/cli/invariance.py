@@ -24,7 +24,7 @@ import torch
 
 from mmssl_ext.cli.analysis_common import (RANDOM, build_split_loader, common_parser,
                                            load_analysis_config, load_model, parse_checkpoints,
-                                           quiet_init_logs, write_json)
+                                           publish_figures, quiet_init_logs, write_json)
 from mmssl_ext.evaluation.invariance import (REPRESENTATIONS, check_pirl, check_transforms,
                                              distance_stats, format_stats,
                                              invariance_distances, plot_distance_histograms,
@@ -134,6 +134,7 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
                   patch_size=patch_size if representation == 'pirl' else None,
                   stats=stats, reference=reference, distances=distances, files=files)
     write_json(report, files['json'])
+    publish_figures(cfg, work_dir, [p for k, p in files.items() if k != 'json'])
     return report
 
 

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from mmssl_ext.cli.analysis_common import (build_split_loader, common_parser,
                                            load_analysis_config, load_model, parse_checkpoints,
-                                           quiet_init_logs, write_json)
+                                           publish_figures, quiet_init_logs, write_json)
 from mmssl_ext.cli.knn_eval import add_folder_args
 from mmssl_ext.evaluation.layer_probe import (check_method, extract_stage_features,
                                               format_table, plot_layer_probe, probe_stages,
@@ -70,6 +70,7 @@ def run(config: str, checkpoints: Sequence[str], work_dir: Optional[str] = None,
                      title=f'per-layer probe ({report["num_train"]} train / '
                            f'{report["num_test"]} test images)')
     write_json(report, files['json'])
+    publish_figures(cfg, work_dir, [files['png']])
     return report
 
 
