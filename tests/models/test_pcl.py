@@ -129,6 +129,9 @@ def test_model_rejects_bad_configuration():
                              torch.ones(3))
     with pytest.raises(ValueError, match=r'\[0, 3\)'):
         model.set_prototypes(0, torch.full((10, ), 3), torch.zeros(3, 16), torch.ones(3))
+    views = [torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)]  # 8 % 3 != 0
+    with pytest.raises(ValueError, match='queue_len=8 is not a multiple of the global batch 3'):
+        model.loss(views, [DataSample(metainfo=dict(sample_idx=i)) for i in range(3)])
     from mmssl_ext.engine.hooks.pcl_hook import PCLHook
     with pytest.raises(ValueError, match='warmup_epochs'):
         PCLHook(pipeline=[dict(type='PackInputs')], warmup_epochs=-1)

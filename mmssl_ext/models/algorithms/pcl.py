@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import get_world_size
 from mmpretrain.models.selfsup.moco import MoCo
 from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from mmpretrain.structures import DataSample
@@ -109,6 +110,15 @@ class PCL(MoCo):
     def embed(self, img: torch.Tensor) -> torch.Tensor:
         """The momentum encoder's normalised embedding (what the prototypes cluster)."""
         return F.normalize(self.encoder_k(img)[0], dim=1)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
+        n = keys.shape[0] * get_world_size()
+        if self.queue_len % n:
+            raise ValueError(f'PCL: queue_len={self.queue_len} is not a multiple of the global '
+                             f'batch {n} (MoCo enqueues whole batches); set model.queue_len to a '
+                             f'multiple of it and train_dataloader.drop_last=True')
+        super()._dequeue_and_enqueue(keys)
 
     def _negative_ids(self, pos_ids: torch.Tensor, k: int) -> torch.Tensor:
         free = torch.ones(k, dtype=torch.bool, device=pos_ids.device)
