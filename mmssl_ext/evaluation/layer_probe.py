@@ -124,6 +124,32 @@ def select_stages(backbone: nn.Module, stages: Optional[Sequence[str]] = None) -
     return [s for s in names if s in stages]
 
 
+def check_pool_ops(pool_ops: Optional[Dict[str, Sequence[int]]],
+                   names: Sequence[str]) -> Dict[str, Tuple[int, int, int]]:
+    """``{stage: (kernel, stride, padding)}`` checked: known stages, three integers each."""
+    out = {}
+    for name, op in (pool_ops or {}).items():
+        if name not in names:
+            raise ValueError(f'pool_ops names stage {name!r}; this backbone has {list(names)}')
+        if len(op) != 3 or not all(isinstance(v, int) and v >= 0 for v in op) or \
+                min(op[:2]) < 1:
+            raise ValueError(f'pool_ops[{name!r}] = {op!r}: give (kernel, stride, padding), '
+                             f'three integers, kernel and stride >= 1, e.g. (16, 8, 0)')
+        out[name] = tuple(op)
+    return out
+
+
+def pool_fixed(fmap: torch.Tensor, name: str, op: Sequence[int]) -> torch.Tensor:
+    """``AvgPool2d(kernel, stride, padding)`` of a stage map (VISSL's per-layer pooling)."""
+    kernel, stride, padding = op
+    h, w = fmap.shape[2:]
+    if kernel > min(h, w) + 2 * padding or padding > kernel // 2:
+        raise ValueError(f'pool_ops[{name!r}] = {tuple(op)} does not fit the {h} x {w} map of '
+                         f'{name} (kernel <= size + 2 * padding, padding <= kernel / 2); '
+                         f'choose the pooling for this input size or drop it from pool_ops')
+    return F.avg_pool2d(fmap, kernel, stride, padding)
+
+
 class PooledStages(nn.Module):
     """A 'backbone' for :func:`extract_features`: all selected stages, pooled, concatenated.
 
@@ -131,11 +157,12 @@ class PooledStages(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, stages: Optional[Sequence[str]] = None,
-                 max_dim: int = 4096):
+                 max_dim: int = 4096, pool_ops: Optional[Dict[str, Sequence[int]]] = None):
         super().__init__()
         self.stages = ResNetStages(backbone)
         self.selected = select_stages(backbone, stages)
         self.max_dim = max_dim
+        self.pool_ops = check_pool_ops(pool_ops, self.stages.names)
         self.layout: Dict[str, dict] = {}
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
@@ -144,9 +171,13 @@ class PooledStages(nn.Module):
             if name not in self.selected:
                 continue
             c, h, w = fmap.shape[1:]
-            s = pooled_size(c, h, w, self.max_dim)
-            layout[name] = dict(channels=c, height=h, width=w, size=s, dim=c * s * s)
-            feats.append(F.adaptive_avg_pool2d(fmap, s).flatten(1))
+            if name in self.pool_ops:
+                pooled = pool_fixed(fmap, name, self.pool_ops[name])
+            else:
+                pooled = F.adaptive_avg_pool2d(fmap, pooled_size(c, h, w, self.max_dim))
+            layout[name] = dict(channels=c, height=h, width=w, size=pooled.shape[2],
+                                dim=pooled[0].numel())
+            feats.append(pooled.flatten(1))
         if self.layout and self.layout != layout:
             raise ValueError(f'stage shapes changed between batches ({self.layout} then '
                              f'{layout}): the probe needs images of one size')
@@ -156,16 +187,20 @@ class PooledStages(nn.Module):
 
 def extract_stage_features(model: nn.Module, dataloader,
                            stages: Optional[Sequence[str]] = None, max_dim: int = 4096,
-                           progress: bool = True
+                           progress: bool = True,
+                           pool_ops: Optional[Dict[str, Sequence[int]]] = None
                            ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, Dict[str, dict]]:
     """Pooled features of every selected stage, in one pass over ``dataloader``.
+
+    ``pool_ops`` (``{stage: (kernel, stride, padding)}``) pools the named stages with a fixed
+    ``AvgPool2d`` instead of the ``max_dim`` rule.
 
     Returns:
         ``({stage: N x D_stage}, labels N, {stage: dict(channels, height, width, size, dim)})``;
         features are pooled (:func:`pool_stage`), not normalised.
     """
     backbone = (model.module if is_model_wrapper(model) else model).backbone
-    pooled = PooledStages(backbone, stages, max_dim)
+    pooled = PooledStages(backbone, stages, max_dim, pool_ops)
     feats, labels = extract_features(model, dataloader, normalize=False, backbone=pooled,
                                      progress=progress)
     out, start = {}, 0
@@ -282,8 +317,10 @@ def format_table(results: Dict[str, Dict[str, Dict[str, float]]],
 
 
 def plot_layer_probe(results: Dict[str, Dict[str, Dict[str, float]]], stages: Sequence[str],
-                     path: str, title: str = 'per-layer probe') -> str:
-    """x = stage, y = top-1 %, one line per checkpoint (colour) and method (line style)."""
+                     path: str, title: str = 'per-layer probe',
+                     ylabel: str = 'top-1 accuracy (%)') -> str:
+    """x = stage, y = top-1 % (or ``ylabel``), one line per checkpoint (colour) and method
+    (line style)."""
     fig = new_figure((7, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     x = list(range(len(stages)))
@@ -301,7 +338,7 @@ def plot_layer_probe(results: Dict[str, Dict[str, Dict[str, float]]], stages: Se
     if values:
         ax.set_ylim(max(0.0, min(values) - 5), min(100.0, max(values)) + 5)
     ax.set_xlabel('stage')
-    ax.set_ylabel('top-1 accuracy (%)')
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize='small')
