@@ -48,6 +48,7 @@ Config (the runtime base adds ``dict(type='CollapseMonitorHook')``; list it to t
     custom_hooks = [dict(type='CollapseMonitorHook', interval=100, num_samples=256,
                          stop_below=dict(effective_rank=1.5), patience=3)]
 """
+import logging
 import math
 import random
 import time
@@ -286,7 +287,7 @@ class CollapseMonitorHook(Hook):
                           f'off for this run. Define collapse_outputs(inputs) on the algorithm '
                           f'(see mmssl_ext/engine/hooks/collapse_monitor.py) or list '
                           f"dict(type='CollapseMonitorHook', interval=...) to tune it",
-                          logger='current', level='WARNING')
+                          logger='current', level=logging.WARNING)
             finally:
                 model.train(was_training)
                 set_rng_state(state)
@@ -334,7 +335,7 @@ class CollapseMonitorHook(Hook):
             f'collapse at iteration {step} (1-based, as in the log): {"; ".join(hits)} at '
             f'{self.patience} consecutive checks (iterations {checks}). Training stopped after '
             f'iteration {step}')
-        runner.logger.error(f'CollapseMonitorHook: {self._pending}')
+        print_log(f'CollapseMonitorHook: {self._pending}', logger='current', level=logging.ERROR)
         runner.train_loop.stop_training = True
 
     def _raise_pending(self, runner) -> None:
