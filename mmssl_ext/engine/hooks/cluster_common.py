@@ -19,6 +19,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmssl_ext.clustering import kmeans
+from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.utils.config import build_dataloader
 
 
@@ -105,6 +106,19 @@ class ScheduledRefreshHook(Hook):
 
     def refresh(self, runner, it: int) -> None:
         raise NotImplementedError
+
+    def extract(self, runner, num_samples: int, **kwargs) -> torch.Tensor:
+        """Features of the whole training set through ``self.pipeline`` (the loader is built
+        once, ``self.batch_size`` / ``self.num_workers``); ``kwargs`` go to
+        :func:`extract_features`; checked to be ``num_samples`` rows."""
+        if getattr(self, '_loader', None) is None:
+            self._loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
+                                                   self.num_workers)
+        feats, _ = extract_features(runner.model, self._loader, progress=False, **kwargs)
+        if len(feats) != num_samples:
+            raise RuntimeError(f'{type(self).__name__}: extracted {len(feats)} features for '
+                               f'num_samples={num_samples}')
+        return feats
 
     def before_train(self, runner) -> None:
         self._refresh_at = {int(i) for i in self.refresh_iters(runner)}
