@@ -8,11 +8,9 @@ import torch.nn.functional as F
 from mmengine.dist import broadcast, get_world_size, is_main_process
 
 from mmssl_ext.clustering import kmeans
-from mmssl_ext.engine.hooks.cluster_common import (ScheduledRefreshHook, build_extraction_loader,
-                                                   check_pipeline, check_sizes,
-                                                   epoch_start_iters, unwrap_model)
+from mmssl_ext.engine.hooks.cluster_common import (ScheduledRefreshHook, check_pipeline,
+                                                   check_sizes, epoch_start_iters, unwrap_model)
 from mmssl_ext.engine.hooks.odc_hook import _Embedding
-from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.models.losses.pcl_loss import pcl_concentration
 from mmssl_ext.registry import HOOKS
 
@@ -57,7 +55,6 @@ class PCLHook(ScheduledRefreshHook):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.gpu = gpu
-        self._loader = None
 
     def _model(self, runner):
         model = unwrap_model(runner.model)
@@ -74,15 +71,9 @@ class PCLHook(ScheduledRefreshHook):
 
     def refresh(self, runner, it: int) -> None:
         model = self._model(runner)
-        if self._loader is None:
-            self._loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
-                                                   self.num_workers)
         t0 = time.perf_counter()
-        feats, _ = extract_features(runner.model, self._loader, backbone=_Embedding(model),
-                                    normalize=True, progress=False)
-        if len(feats) != model.num_samples:
-            raise RuntimeError(f'PCLHook: extracted {len(feats)} embeddings for '
-                               f'num_samples={model.num_samples}')
+        feats = self.extract(runner, model.num_samples, backbone=_Embedding(model),
+                             normalize=True)
         temperature = float(model.head.temperature)
         for m, k in enumerate(model.num_clusters):
             labels = torch.empty(model.num_samples, dtype=torch.long)

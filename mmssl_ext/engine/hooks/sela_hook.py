@@ -6,9 +6,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.dist import broadcast, get_world_size
 
-from mmssl_ext.engine.hooks.cluster_common import (ScheduledRefreshHook, build_extraction_loader,
-                                                   check_pipeline, check_sizes, unwrap_model)
-from mmssl_ext.evaluation.features import extract_features
+from mmssl_ext.engine.hooks.cluster_common import (ScheduledRefreshHook, check_pipeline,
+                                                   check_sizes, unwrap_model)
 from mmssl_ext.models.heads.sela_head import sela_sinkhorn
 from mmssl_ext.registry import HOOKS
 
@@ -53,7 +52,6 @@ class SeLaHook(ScheduledRefreshHook):
         self.max_sinkhorn_iters = max_sinkhorn_iters
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self._loader = None
 
     def _model(self, runner):
         model = unwrap_model(runner.model)
@@ -71,14 +69,8 @@ class SeLaHook(ScheduledRefreshHook):
 
     def refresh(self, runner, it: int) -> None:
         model = self._model(runner)
-        if self._loader is None:
-            self._loader = build_extraction_loader(runner, self.pipeline, self.batch_size,
-                                                   self.num_workers)
         t0 = time.perf_counter()
-        feats, _ = extract_features(runner.model, self._loader, normalize=False, progress=False)
-        if len(feats) != model.num_samples:
-            raise RuntimeError(f'SeLaHook: extracted {len(feats)} features for '
-                               f'num_samples={model.num_samples}')
+        feats = self.extract(runner, model.num_samples, normalize=False)
         labels, steps = [], []
         for fc in model.head.fcs:  # every rank: the same matrix (see sela_sinkhorn)
             logits = feats.double() @ fc.weight.detach().double().cpu().t() + \

@@ -9,6 +9,17 @@ from mmssl_ext.models.losses.local_agg_loss import local_aggregation_neighbours
 from mmssl_ext.registry import MODELS
 
 
+def check_num_clusters(owner: str, num_clusters, n: int, n_name: str, what: str) -> None:
+    """``num_clusters``: a non-empty list of ints K, each in ``[2, n]``."""
+    if isinstance(num_clusters, int) or not num_clusters:
+        raise ValueError(f'{owner}: num_clusters must be a non-empty list of K (one per '
+                         f'clustering), got {num_clusters!r}')
+    for k in num_clusters:
+        if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n:
+            raise ValueError(f'{owner}: every K in num_clusters must be an int in '
+                             f'[2, {n_name}={n}] ({what}), got {k!r}')
+
+
 @MODELS.register_module()
 class LocalAggregation(NPID):
     r"""Local Aggregation: pull an embedding towards its close neighbours in the memory bank.
@@ -49,13 +60,7 @@ class LocalAggregation(NPID):
         super().__init__(backbone=backbone, neck=neck, memory_bank=memory_bank, loss=loss,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         n = self.memory_bank.length
-        if isinstance(num_clusters, int) or not num_clusters:
-            raise ValueError(f'LocalAggregation: num_clusters must be a non-empty list of K '
-                             f'(one per k-means run), got {num_clusters!r}')
-        for k in num_clusters:
-            if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n:
-                raise ValueError(f'LocalAggregation: every K in num_clusters must be an int in '
-                                 f'[2, N={n}] (the memory bank length), got {k!r}')
+        check_num_clusters('LocalAggregation', num_clusters, n, 'N', 'the memory bank length')
         if not 1 <= num_background <= n:
             raise ValueError(f'LocalAggregation: num_background={num_background} must be in '
                              f'[1, N={n}] (the memory bank length)')

@@ -10,6 +10,7 @@ from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from mmpretrain.structures import DataSample
 
 from mmssl_ext.models.algorithms.deepcluster import sample_indices
+from mmssl_ext.models.algorithms.local_agg import check_num_clusters
 from mmssl_ext.registry import MODELS
 
 
@@ -56,13 +57,8 @@ class PCL(MoCo):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
             raise ValueError(f'PCL: num_samples must be an int >= 2 (the training set size), '
                              f'got {num_samples!r}')
-        if isinstance(num_clusters, int) or not num_clusters:
-            raise ValueError(f'PCL: num_clusters must be a non-empty list of K (one per set of '
-                             f'prototypes), got {num_clusters!r}')
-        for k in num_clusters:
-            if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= num_samples:
-                raise ValueError(f'PCL: every K in num_clusters must be an int in '
-                                 f'[2, num_samples={num_samples}], got {k!r}')
+        check_num_clusters('PCL', num_clusters, num_samples, 'num_samples',
+                           'the training set size')
         if num_negative_prototypes is not None and num_negative_prototypes < 1:
             raise ValueError(f'PCL: num_negative_prototypes must be >= 1 or None, got '
                              f'{num_negative_prototypes}')
