@@ -213,16 +213,32 @@ def test_clusterfit_cluster_and_fit_on_the_folder(own, pirl_run, tmp_path):
 
 def test_knn_on_a_labelled_folder(pirl_run, labelled):
     """Evaluation is off on the folder config until labelled folders are given; the flags and
-    the knn_eval.data_root short form give the same numbers."""
+    the knn_eval.data_root short form give the same data."""
     from mmssl_ext.cli import knn_eval
     _, ckpt = pirl_run
     with pytest.raises(ValueError, match='--train-folder DIR/train --val-folder DIR/val'):
         knn_eval.run(PIRL_FOLDER, ckpt, progress=False)
+    from mmssl_ext.utils.config import load_config
     small = {'knn_eval.num_workers': 0, 'knn_eval.batch_size': 8}
+    train, val = osp.join(labelled, 'train'), osp.join(labelled, 'val')
     by_flags = knn_eval.run(PIRL_FOLDER, ckpt, cfg_options=small, ks=(3, ), progress=False,
-                            train_folder=osp.join(labelled, 'train'),
-                            val_folder=osp.join(labelled, 'val'))
-    by_root = knn_eval.run(PIRL_FOLDER, ckpt, cfg_options=dict(small, **{
-        'knn_eval.data_root': labelled}), ks=(3, ), progress=False)
-    assert by_flags == by_root
+                            train_folder=train, val_folder=val)
+    cfg = load_config(PIRL_FOLDER)
+    cfg.merge_from_dict(dict(small, **{'knn_eval.data_root': labelled}))
+    by_root = knn_eval._knn_cfg(cfg, PIRL_FOLDER)
+    assert by_root.train_dataloader.dataset.data_root == train
+    assert by_root.val_dataloader.dataset.data_root == val
+    assert by_root.to_dict() == knn_eval._knn_cfg(cfg, PIRL_FOLDER, train, val).to_dict()
     assert 0 <= by_flags['checkpoint']['k3_top1'] <= 100
+
+
+def test_layer_probe_on_a_labelled_folder(pirl_run, labelled, tmp_path):
+    from mmssl_ext.cli import layer_probe
+    _, ckpt = pirl_run
+    report = layer_probe.main([
+        PIRL_FOLDER, ckpt, '--work-dir', str(tmp_path), '--method', 'knn', '--stages', 'res5',
+        '--k', '3', '--num-train', '0', '--train-folder', osp.join(labelled, 'train'),
+        '--val-folder', osp.join(labelled, 'val'), '--cfg-options', 'knn_eval.num_workers=0',
+        'knn_eval.batch_size=8'])
+    assert (report['num_train'], report['num_test']) == (18, 9)  # 3 classes x 6 / x 3
+    assert set(report['results'][next(iter(report['results']))]['knn']) == {'res5'}
