@@ -14,7 +14,9 @@ CHECKPOINT is a full training checkpoint (``backbone.*`` keys) or a backbone-onl
 adds the random-init numbers, measured with the same protocol, to the report.  Of a
 teacher-student checkpoint the backbone its method's authors evaluate is used (DINO: the EMA
 teacher; MoCo, BYOL: the student), ``--weights teacher|student`` picks the other; the output
-names the one used.
+names the one used.  ``--representation NAME`` evaluates another representation of a model
+that has several (LooC: ``embeddings``, the concatenated embedding spaces, or
+``backbone+embeddings``) from the full training checkpoint.
 """
 import argparse
 import json
@@ -31,6 +33,7 @@ from mmssl_ext.evaluation.features import extract_features
 from mmssl_ext.evaluation.knn import knn_evaluate
 # build_model / load_backbone_weights lived here before utils: kept importable from here
 from mmssl_ext.utils.checkpoint import WEIGHTS_CHOICES, load_backbone_weights  # noqa: F401
+from mmssl_ext.utils.checkpoint import load_checkpoint_safe, state_dict_of
 from mmssl_ext.utils.config import build_dataloader, build_model, load_config
 
 
@@ -79,14 +82,35 @@ def evaluate_model(model, knn: Config, ks, temperature, seed: int = 0,
     return knn_evaluate(train_f, train_y, val_f, val_y, ks=ks, temperature=temperature)
 
 
+def representation_backbone(model, representation: str, checkpoint: Optional[str] = None):
+    """The module that gives ``representation`` of a model with several (its
+    ``representation_encoder``, e.g. LooC's), with the model's whole state (heads included)
+    loaded from the training ``checkpoint`` when one is given."""
+    if not hasattr(model, 'representation_encoder'):
+        raise ValueError(f'--representation {representation}: {type(model).__name__} has one '
+                         f'representation, its backbone; the option is for models with a '
+                         f'representation_encoder (LooC)')
+    encoder = model.representation_encoder(representation)
+    if checkpoint is not None:
+        state = state_dict_of(load_checkpoint_safe(checkpoint), source=checkpoint)
+        missing = model.load_state_dict(state, strict=False).missing_keys
+        if missing:
+            raise ValueError(f'{checkpoint}: --representation {representation} needs the full '
+                             f'training checkpoint of the model (heads included); '
+                             f'{len(missing)} weights missing, e.g. {missing[:3]}')
+    return encoder
+
+
 def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         cfg_options: Optional[dict] = None, ks=None, temperature=None,
         progress: bool = True, pixels: bool = False, weights: str = 'default',
         train_folder: Optional[str] = None,
-        val_folder: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+        val_folder: Optional[str] = None,
+        representation: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """kNN results per backbone: ``checkpoint`` (its ``weights``, see
     :func:`~mmssl_ext.utils.checkpoint.select_backbone`), ``random_init``, ``raw_pixels``;
-    ``train_folder`` / ``val_folder``: labelled folders instead of the config's data."""
+    ``train_folder`` / ``val_folder``: labelled folders instead of the config's data;
+    ``representation``: see :func:`representation_backbone`."""
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -96,13 +120,20 @@ def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
     results = {}
     if checkpoint != 'random':
         model = build_model(cfg, seed)
-        loaded = load_backbone_weights(model, checkpoint, weights=weights)
-        if progress:
-            print(f'checkpoint weights: {loaded["choice"].description}')
-        results['checkpoint'] = evaluate_model(model, knn, ks, temperature, seed, progress)
+        if representation:
+            encoder = representation_backbone(model, representation, checkpoint)
+            results['checkpoint'] = evaluate_model(model, knn, ks, temperature, seed, progress,
+                                                   backbone=encoder)
+        else:
+            loaded = load_backbone_weights(model, checkpoint, weights=weights)
+            if progress:
+                print(f'checkpoint weights: {loaded["choice"].description}')
+            results['checkpoint'] = evaluate_model(model, knn, ks, temperature, seed, progress)
     if baseline or checkpoint == 'random':
         model = build_model(cfg, seed)
-        results['random_init'] = evaluate_model(model, knn, ks, temperature, seed, progress)
+        encoder = representation_backbone(model, representation) if representation else None
+        results['random_init'] = evaluate_model(model, knn, ks, temperature, seed, progress,
+                                                backbone=encoder)
     if pixels:
         # the same images the backbones see (same pipeline and data preprocessor), flattened
         model = build_model(cfg, seed)
@@ -145,6 +176,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
                    help="teacher-student checkpoints: 'default' evaluates the backbone the "
                         "method's authors evaluate (DINO: teacher; MoCo, BYOL: student), "
                         "'teacher' / 'student' the one named")
+    p.add_argument('--representation',
+                   help="another representation of a model that has several, from its full "
+                        "checkpoint (LooC: 'embeddings', 'backbone+embeddings'; default: the "
+                        'backbone)')
     add_folder_args(p)
     p.add_argument('--out', help='write the results as JSON to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -156,7 +191,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     MMLogger.get_instance('mmssl_knn_eval_cli', log_level='WARNING')
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
                   args.ks, args.temperature, pixels=args.pixels, weights=args.weights,
-                  train_folder=args.train_folder, val_folder=args.val_folder)
+                  train_folder=args.train_folder, val_folder=args.val_folder,
+                  representation=args.representation)
     print(format_results(results))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

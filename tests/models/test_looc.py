@@ -202,6 +202,52 @@ def test_looc_exact_resume(tiny_tree, tmp_path):
                         buffers=['queue', 'queue_ptr', 'encoder_k.steps'])
 
 
+def test_knn_eval_representation_option(tiny_tree, tmp_path):
+    """tools/knn_eval.py --representation: the concatenated embedding spaces of the model in the
+    checkpoint (heads loaded from it, not the random ones of the freshly built model)."""
+    import mmssl_ext.cli.knn_eval as knn_eval
+    from mmssl_ext.evaluation.features import extract_features
+    from mmssl_ext.utils.config import build_dataloader, load_config
+    torch.manual_seed(123)
+    saved = _tiny_model(queue_len=16)
+    ckpt = str(tmp_path / 'looc.pth')
+    torch.save(dict(state_dict=saved.state_dict()), ckpt)
+    opts = {f'knn_eval.{s}_dataloader.{k}': v for s in ('train', 'val')
+            for k, v in (('dataset.data_root', tiny_tree), ('num_workers', 0),
+                         ('batch_size', 8), ('persistent_workers', False))}
+    opts['model.queue_len'] = 16
+    seen = {}
+
+    def spy(model, dataloader, backbone=None, **kwargs):
+        feats, labels = extract_features(model, dataloader, backbone=backbone, **kwargs)
+        seen.setdefault(getattr(backbone, 'representation', 'backbone'), feats)
+        return feats, labels
+
+    original, knn_eval.extract_features = knn_eval.extract_features, spy
+    try:
+        for rep in (None, 'embeddings'):
+            res = knn_eval.run(FMNIST_CFG, ckpt, cfg_options=opts, ks=[5], progress=False,
+                               representation=rep, seed=7)
+            assert 0 <= res['checkpoint']['k5_top1'] <= 100
+    finally:
+        knn_eval.extract_features = original
+    assert seen['backbone'].shape == (24, 256)
+    cfg = load_config(FMNIST_CFG)
+    cfg.merge_from_dict(opts)
+    expected, _ = extract_features(saved, build_dataloader(cfg.knn_eval.train_dataloader),
+                                   backbone=saved.representation_encoder('embeddings'),
+                                   progress=False)
+    assert expected.shape == (24, 3 * 128)
+    torch.testing.assert_close(seen['embeddings'], expected)
+    backbone_only = str(tmp_path / 'backbone.pth')
+    torch.save({k[len('backbone.'):]: v for k, v in saved.state_dict().items()
+                if k.startswith('backbone.')}, backbone_only)
+    with pytest.raises(ValueError, match='needs the full training checkpoint'):
+        knn_eval.representation_backbone(_tiny_model(), 'embeddings', backbone_only)
+    with pytest.raises(ValueError, match='has one representation, its backbone'):
+        knn_eval.representation_backbone(torch.nn.Linear(2, 2), 'embeddings')
+
+
 def _ddp_worker(rank, port, out_dir):
     with gloo_group(rank, port, 2):
         torch.manual_seed(0)
