@@ -5,6 +5,7 @@ from .deepcluster_hook import DeepClusterHook  # noqa: F401
 from .exemplar_check import ExemplarClassesCheckHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
 from .odc_hook import ODCHook  # noqa: F401
+from .online_linear_probe import OnlineLinearProbeHook  # noqa: F401
 from .pcl_hook import PCLHook  # noqa: F401
 from .nan_check import NaNLossCheckHook, NonFiniteLossError
 from .pretrained_check import PretrainedCheckHook, PretrainedKeysError
