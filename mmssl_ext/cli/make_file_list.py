@@ -59,7 +59,11 @@ def main(argv: Optional[List[str]] = None) -> FolderScan:
     if not res.images:
         raise SystemExit(f'{args.folder}: no readable image; nothing written\n'
                          f'{res.summary(args.max_listed)}')
-    write_file_list(out, res.images)
+    try:
+        write_file_list(out, res.images)
+    except OSError as e:
+        raise SystemExit(f'cannot write the list to {out} ({type(e).__name__}: {e}); pass '
+                         f'--out FILE to write it elsewhere (ann_file may be an absolute path)')
     res.seconds['write'] = time.perf_counter() - t
     print(res.summary(args.max_listed))
     ann = rel_out if not rel_out.startswith('..') else osp.abspath(out)
