@@ -33,7 +33,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='resume from the given checkpoint, or, without a value, from the latest '
         'checkpoint in the work directory')
     parser.add_argument('--amp', action='store_true',
-                        help='enable automatic-mixed-precision training')
+                        help='enable automatic-mixed-precision training (float16 on a GPU, '
+                        'bfloat16 autocast on a CPU that supports it, else float32 with a '
+                        'message)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='train in the channels_last (NHWC) memory layout (the config key '
+                        'channels_last=True)')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -60,7 +65,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg, args.config, args.cfg_options, work_dir=args.work_dir, resume=args.resume,
         amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
         no_pin_memory=args.no_pin_memory, no_persistent_workers=args.no_persistent_workers,
-        launcher=args.launcher)
+        launcher=args.launcher, channels_last=args.channels_last)
 
 
 #: the hooks every run gets (now declared by configs/_base_/default_runtime.py)

@@ -29,12 +29,13 @@ from mmssl_ext.datasets.transforms.loading import ImageLoadError
 from mmssl_ext.utils.config import strip_collate_scope, type_name
 from mmssl_ext.utils.config_errors import explain_config_errors
 from .atomic_checkpoint import use_atomic_checkpoints
+from .cpu_amp import cpu_bf16_support, use_channels_last
 from .data_sizing import size_from_training_set
 from .dist import setup_cpu_distributed
 
 __all__ = ['DEFAULT_SSL_RUNTIME', 'SSLRunner', 'add_default_runtime', 'apply_runtime',
            'build_runner', 'finalize_dataloader_cfgs', 'loader_defaults', 'merge_train_options',
-           'use_checked_image_loading']
+           'use_amp', 'use_checked_image_loading']
 
 #: what ``configs/_base_/default_runtime.py`` declares (a test keeps the two equal)
 DEFAULT_SSL_RUNTIME = dict(
@@ -226,6 +227,9 @@ class SSLRunner(Runner):
             model, train_dataloader, kwargs.get('default_scope', 'mmengine'))
         super().__init__(model, work_dir, train_dataloader, *args, **kwargs)
         self.logger.addFilter(ExpectedNoticesAsInfo())
+        if self.cfg.get('channels_last', False):  # the config key (tools/train.py --channels-last)
+            use_channels_last(self.model.module if hasattr(self.model, 'module') else self.model)
+            self.logger.info('channels_last: model and data preprocessor outputs in NHWC')
         self.resuming_from: Optional[str] = None
         if keys:
             self._check_ranks_agree(n)
@@ -303,14 +307,39 @@ def loader_defaults(cfg: Config, **extra) -> dict:
     return defaults
 
 
+def use_amp(cfg: Config) -> str:
+    """``--amp``: mmengine's ``AmpOptimWrapper`` (float16, dynamic loss scale) on a GPU;
+    :class:`~mmssl_ext.engine.cpu_amp.CPUAmpOptimWrapper` (bfloat16 autocast) on a CPU that runs
+    bfloat16 natively; float32 with a logged reason on one that does not.  Returns the wrapper
+    type the config now names."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return cfg.optim_wrapper.type
+    supported, why = cpu_bf16_support()
+    if supported:
+        cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+        cfg.optim_wrapper.pop('loss_scale', None)  # bfloat16 needs no loss scaling
+        print_log(f'--amp: no CUDA device; bfloat16 autocast on the CPU ({why})',
+                  logger='current')
+    else:
+        print_log(f'--amp: no CUDA device and no native bfloat16 on this CPU ({why}): training '
+                  f'in float32 (emulated bfloat16 would be slower)', logger='current',
+                  level=logging.WARNING)
+    return cfg.optim_wrapper.get('type', 'OptimWrapper')
+
+
 def merge_train_options(cfg: Config, config: str, cfg_options: Optional[dict] = None,
                         work_dir: Optional[str] = None, resume: Optional[str] = None,
                         amp: bool = False, no_validate: bool = False,
                         auto_scale_lr: bool = False, no_pin_memory: bool = False,
-                        no_persistent_workers: bool = False, launcher: str = 'none') -> Config:
+                        no_persistent_workers: bool = False, launcher: str = 'none',
+                        channels_last: bool = False) -> Config:
     """``tools/train.py``'s flags merged into ``cfg`` (loaded from ``config``) with mmpretrain's
     semantics, then ``cfg_options``; ``resume='auto'`` resumes from the work dir's latest
-    checkpoint.  Used by ``tools/train.py`` and by steps that train a config (ClusterFit's fit)."""
+    checkpoint; ``amp``: :func:`use_amp`; ``channels_last``: the config key of that name.  Used
+    by ``tools/train.py`` and by steps that train a config (ClusterFit's fit)."""
     if no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
@@ -321,11 +350,9 @@ def merge_train_options(cfg: Config, config: str, cfg_options: Optional[dict] = 
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     if amp:
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA device: mmengine\'s AmpOptimWrapper does not '
-                             'run on the CPU')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        use_amp(cfg)
+    if channels_last:
+        cfg.channels_last = True
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
