@@ -108,6 +108,12 @@ def test_unset_keys_are_found_and_set_from_the_folder(folder):
         built = _build(model)
         rows = built.memory_bank.labels if cfg is odc else built.pseudo_labels
         assert rows.shape == (6, ) and bool((rows == -1).all())
+    # built unsized (a kNN tool reading the training config), DeepCluster adopts a checkpoint's N
+    unsized = _build(dc)
+    assert unsized.num_samples is None and not unsized.labels_initialized
+    built.set_pseudo_labels([0, 1, 1, 0, 1, 0])
+    unsized.load_state_dict(built.state_dict())
+    assert unsized.num_samples == 6 and unsized.pseudo_labels.tolist() == [0, 1, 1, 0, 1, 0]
 
 
 def test_unsized_modules_take_the_checkpoint_size_and_refuse_to_run_unsized():

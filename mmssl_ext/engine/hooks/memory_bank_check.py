@@ -23,6 +23,7 @@ from typing import List, Tuple
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
 
 from mmssl_ext.engine.data_sizing import (META_KEY, check_resume, data_sized_modules,
                                           num_sample_indices)
@@ -50,6 +51,9 @@ class MemoryBankSizeCheckHook(Hook):
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # a checkpoint saved outside training (no train loop built) has no training set to record
+        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+            return
         if data_sized_modules(self._model(runner)):
             checkpoint.setdefault('meta', {})[META_KEY] = num_sample_indices(
                 runner.train_dataloader.dataset)
