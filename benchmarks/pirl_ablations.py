@@ -19,6 +19,8 @@ and ``.png`` (three panels as the paper's figures).
 """
 import argparse
 import contextlib
+import copy
+import functools
 import os.path as osp
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -57,33 +59,58 @@ def jigsaw_keys(cfg, prefix: str = '') -> List[str]:
 def points(sweeps: Sequence[str], lambdas: Sequence[float] = LAMBDAS,
            negatives: Sequence[int] = NEGATIVES,
            permutations: Optional[Dict[str, Sequence[int]]] = None) -> List[dict]:
-    """One dict per training run: ``sweep``, ``method``, ``value``, ``name`` and the config
-    ``overrides`` that make the setting."""
-    from mmssl_ext.utils.config import load_config
+    """One dict per training run, sweeps in the order given: ``sweep``, ``method``, ``value``,
+    ``name`` and the config ``overrides`` that make the setting."""
     unknown = set(sweeps) - set(SWEEPS)
     if unknown:
         raise ValueError(f'unknown sweep(s) {sorted(unknown)}; choose from {list(SWEEPS)}')
     permutations = PERMUTATIONS if permutations is None else permutations
     out = []
-    if 'lambda' in sweeps:
-        out += [dict(sweep='lambda', method='pirl', value=v, name=f'pirl-lambda{v:g}',
-                     overrides={'model.loss_lambda': float(v)}) for v in lambdas]
-    if 'negatives' in sweeps:
-        out += [dict(sweep='negatives', method='pirl', value=n, name=f'pirl-negatives{n}',
-                     overrides={'model.memory_bank.num_negatives': int(n)}) for n in negatives]
-    if 'permutations' in sweeps:
-        for method, values in permutations.items():
-            cfg = load_config(osp.join(REPO, quality.METHODS[method]))
-            keys = jigsaw_keys(cfg.train_dataloader.to_dict(), 'train_dataloader.')
-            if not keys:
-                raise ValueError(f'{quality.METHODS[method]} has no JigsawPatches transform')
-            for n in values:
-                over = {k: int(n) for k in keys}
-                if method == 'jigsaw':  # the classifier has one output per permutation
-                    over['model.head.num_classes'] = int(n)
-                out.append(dict(sweep='permutations', method=method, value=n,
-                                name=f'{method}-permutations{n}', overrides=over))
+    for sweep in dict.fromkeys(sweeps):  # in the order given
+        if sweep == 'lambda':
+            out += [dict(sweep='lambda', method='pirl', value=v, name=f'pirl-lambda{v:g}',
+                         overrides={'model.loss_lambda': float(v)}) for v in lambdas]
+        elif sweep == 'negatives':
+            out += [dict(sweep='negatives', method='pirl', value=n, name=f'pirl-negatives{n}',
+                         overrides={'model.memory_bank.num_negatives': int(n)})
+                    for n in negatives]
+        else:
+            out += permutation_points(permutations)
     return out
+
+
+def permutation_points(permutations: Dict[str, Sequence[int]]) -> List[dict]:
+    """The permutation sweep: every ``JigsawPatches`` of the method's config set to ``n``
+    permutations (and Jigsaw's classifier to ``n`` outputs)."""
+    out = []
+    for method, values in permutations.items():
+        cfg = method_config(method)
+        keys = jigsaw_keys(cfg.train_dataloader.to_dict(), 'train_dataloader.')
+        if not keys:
+            raise ValueError(f'{quality.METHODS[method]} has no JigsawPatches transform')
+        for n in values:
+            over = {k: int(n) for k in keys}
+            if method == 'jigsaw':  # the classifier has one output per permutation
+                over['model.head.num_classes'] = int(n)
+            out.append(dict(sweep='permutations', method=method, value=n,
+                            name=f'{method}-permutations{n}', overrides=over))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def method_config(method: str):
+    """The method's Fashion-MNIST config as shipped (loaded once; callers copy it)."""
+    from mmssl_ext.utils.config import load_config
+    return load_config(osp.join(REPO, quality.METHODS[method]))
+
+
+def is_default(method: str, overrides: dict) -> bool:
+    """Whether ``overrides`` leave the method's config as it is (the main-job setting, which
+    every sweep contains: trained once, its numbers reused)."""
+    cfg = method_config(method)
+    changed = copy.deepcopy(cfg)
+    changed.merge_from_dict(overrides)
+    return changed.to_dict() == cfg.to_dict()
 
 
 @contextlib.contextmanager
@@ -115,16 +142,22 @@ def run(sweeps: Sequence[str] = SWEEPS, budget: int = DEFAULTS['budget'],
                               batch_size=batch_size)
     report = report if report is not None else {}
     report.setdefault('points', [])
+    defaults: Dict[str, dict] = {}  # method -> the point that trained its config unchanged
     for point in points(sweeps, **point_kw):
-        over = dict(base_overrides.get(point['method'], {}))
-        if knn_train:  # the kNN memory: the first knn_train training images
-            over['knn_eval.train_dataloader.dataset.indices'] = int(knn_train)
-        over.update(point['overrides'])
-        with overrides_of(point['name'], over):
-            row = quality.run_method(point['name'], quality.METHODS[point['method']], args,
-                                     preset)
-        report['points'].append(dict(point, **{k: v for k, v in row.items()
-                                               if k not in ('overrides', 'config')}))
+        method = point['method']
+        if is_default(method, point['overrides']) and method in defaults:
+            row = dict(defaults[method], reused_from=defaults[method]['name'])
+        else:
+            over = dict(base_overrides.get(method, {}))
+            if knn_train:  # the kNN memory: the first knn_train training images
+                over['knn_eval.train_dataloader.dataset.indices'] = int(knn_train)
+            over.update(point['overrides'])
+            with overrides_of(point['name'], over):
+                row = quality.run_method(point['name'], quality.METHODS[method], args, preset)
+            row = {k: v for k, v in row.items() if k not in ('overrides', 'config')}
+            if is_default(method, point['overrides']):
+                defaults[method] = dict(row, name=point['name'])
+        report['points'].append(dict(point, **{k: v for k, v in row.items() if k != 'name'}))
         if on_point is not None:
             on_point(report)
     return report

@@ -95,5 +95,9 @@ def test_default_points_cover_the_papers_settings():
     jig = [p for p in pts if p['method'] == 'jigsaw'][-1]['overrides']
     assert jig == {'train_dataloader.dataset.pipeline.1.num_permutations': 2000,
                    'model.head.num_classes': 2000}
+    # the main-job setting, in every PIRL sweep, is trained once and reused
+    assert [p['name'] for p in pts if pirl_ablations.is_default(p['method'], p['overrides'])] \
+        == ['pirl-lambda0.5', 'pirl-negatives4096', 'pirl-permutations362880',
+            'jigsaw-permutations1000']
     with pytest.raises(ValueError, match=r"unknown sweep\(s\) \['temperature'\]"):
         pirl_ablations.points(['temperature'])
