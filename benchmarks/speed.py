@@ -28,16 +28,21 @@ real pipeline and sampler before training and cycled.  No checkpoints, no valida
   after ``reset_peak_memory_stats`` at the same point, and that minus ``memory_allocated``
   there.  SyncBN (mmpretrain's necks) is reverted to BN by the Runner in one process.
 
-CPU: ``--threads`` torch threads (and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``) in each child.
+CPU: ``--threads`` torch threads (and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``) in each child;
+``--amp bf16``: bfloat16 autocast (``tools/train.py --amp``'s ``CPUAmpOptimWrapper``).
 GPU (``--device cuda``): AMP with mmengine's ``AmpOptimWrapper`` (``--amp fp16|bf16|none``),
-``--channels-last`` converts the model and its inputs (run with and without, keep what helps),
-``cudnn.benchmark`` on, ``torch.cuda.synchronize`` around the timing.
+``cudnn.benchmark`` on, ``torch.cuda.synchronize`` around the timing.  ``--channels-last``
+converts the model and its inputs (the ``channels_last`` config key).  ``--modes fp32 bf16 cl
+bf16+cl`` measures every method in each of these settings in one run (``cl``: channels_last),
+each in its own child, with the speed ratio to the method's first mode (``x <first mode>``).
 
     .venv/bin/python -m benchmarks.speed                         # CPU, all methods, 2 threads
     .venv/bin/python -m benchmarks.speed --methods pirl simclr --steps 20
     .venv/bin/python -m benchmarks.speed --device cuda --amp fp16 --channels-last
+    .venv/bin/python -m benchmarks.speed --methods pirl simclr --modes fp32 bf16 cl bf16+cl
 
-Writes ``benchmarks/results/speed_<methods>_<device>[-<amp>][-cl][-b<batch>].json`` and ``.md``
+Writes ``benchmarks/results/speed_<methods>_<device>[-<amp>][-cl][-<modes>][-b<batch>].json`` and
+``.md``
 (``--tag`` names them instead), with the command, the machine and the date.
 """
 import argparse
@@ -74,6 +79,9 @@ REFERENCE = 'mocov2'
 RESULT_PREFIX = 'SPEED_RESULT '
 MIB = 2**20
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+#: --modes: name -> (--amp, --channels-last)
+MODES = {'fp32': ('none', False), 'bf16': ('bf16', False), 'fp16': ('fp16', False),
+         'cl': ('none', True), 'bf16+cl': ('bf16', True), 'fp16+cl': ('fp16', True)}
 
 
 # ------------------------------------------------------------------------------------- child
@@ -102,12 +110,16 @@ def build_config(name: str, args, work_dir: str):
     cfg.log_level = 'WARNING'
     cfg.experiment_name = f'speed_{name}'
     cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    cfg.channels_last = args.channels_last  # SSLRunner converts the model and its inputs
     if args.device == 'cuda':
         cfg.setdefault('env_cfg', {})['cudnn_benchmark'] = True
         if args.amp != 'none':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif args.amp == 'bf16':
+        cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
     return cfg
 
 
@@ -141,9 +153,6 @@ def _make_hooks(args, state: dict):
                 revert_sync_batchnorm(model)  # in place below the root; parameters are kept
             batches = [next(loop.dataloader_iterator) for _ in range(args.batches)]
             loop.dataloader_iterator = itertools.cycle(batches)
-            if args.channels_last:
-                model.to(memory_format=torch.channels_last)
-                model.data_preprocessor.register_forward_hook(_channels_last_inputs)
             backbone = getattr(model, 'backbone', None)
             self._count = None if backbone is None else counting_pixels(backbone)
             state['pixels'] = [] if self._count is None else self._count.__enter__()
@@ -177,21 +186,6 @@ def _make_hooks(args, state: dict):
                 b - a for a, b in zip(t[args.warmup - 1:-1], t[args.warmup:])]
 
     return SetupStart(), SpeedHook()
-
-
-def _channels_last_inputs(_module, _args, output):
-    import torch
-
-    def conv(x):
-        if isinstance(x, torch.Tensor) and x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        if isinstance(x, (list, tuple)):
-            return type(x)(conv(v) for v in x)
-        return x
-
-    if isinstance(output, dict) and 'inputs' in output:
-        output['inputs'] = conv(output['inputs'])
-    return output
 
 
 def child(name: str, args) -> dict:
@@ -274,14 +268,23 @@ def run_child(name: str, args) -> dict:
                 log_tail='\n'.join(err[-30:]))
 
 
+def row_key(name: str, mode: Optional[str]) -> str:
+    return name if mode is None else f'{name} [{mode}]'
+
+
 def add_ratios(report: dict) -> None:
-    ref = report['rows'].get(REFERENCE, {})
+    modes = report['settings'].get('modes') or [None]
     for row in report['rows'].values():
         if 'error' in row:
             continue
+        mode = row.get('mode')
+        ref = report['rows'].get(row_key(REFERENCE, mode), {})
         for key in ('images_per_second', 'peak_mib', 'step_mib'):
             a, b = row.get(key), ref.get(key)
             row[f'{key}_ratio'] = round(a / b, 2) if a is not None and b else None
+        if mode is not None:  # speed-up over the same method's first mode
+            b = report['rows'].get(row_key(row['method'], modes[0]), {}).get('images_per_second')
+            row['mode_ratio'] = round(row['images_per_second'] / b, 2) if b else None
 
 
 def _fmt(x, digits=1) -> str:
@@ -297,21 +300,29 @@ def markdown(report: dict) -> str:
     else:
         mode = f"{s['threads']} torch thread{'s' if s['threads'] > 1 else ''}"
         mode += ', channels_last' if s['channels_last'] else ''
+    modes = s.get('modes')
+    if modes:
+        mode = f"modes {', '.join(modes)} (cl: channels_last)" + ('' if cuda else f", {mode}")
     peak = 'peak allocated MiB' if cuda else 'peak RSS MiB'
     lines = [f"## Training speed and memory, {report['device'].upper()} ({report['date']})", '',
              *rep.provenance(report)[:2],
              f"Setting: batch {s['batch']}, the configs' 32 px, {mode}; {s['warmup']} warm-up "
              f"+ {s['steps']} timed iterations of the Runner's training step; {report['data']}; "
-             f"ratios to `{REFERENCE}` (mmpretrain's MoCo v2) of this run.", '',
-             f'| method | images / s | x MoCo v2 | backbone images / sample | backbone images / s '
+             f"ratios to `{REFERENCE}` (mmpretrain's MoCo v2) of this run"
+             + (f" in the same mode; `x {modes[0]}`: images / s over the method's {modes[0]} row"
+                if modes else '') + '.', '',
+             '| method | images / s | x MoCo v2 | ' + (f'x {modes[0]} | ' if modes else '') +
+             'backbone images / sample | backbone images / s '
              f'| {peak} | x MoCo v2 | step MiB | x MoCo v2 | setup s |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|' + ('---:|' if modes else '')]
     for name, r in report['rows'].items():
         if 'error' in r:
-            lines.append(f"| {name} | error: {r['error'].replace('|', '/')} | | | | | | | | |")
+            lines.append(f"| {name} | error: {r['error'].replace('|', '/')} | | | | | | | | |" +
+                         (' |' if modes else ''))
             continue
         lines.append(
             f"| {name} | {_fmt(r['images_per_second'])} | {_fmt(r['images_per_second_ratio'], 2)}"
+            + (f" | {_fmt(r.get('mode_ratio'), 2)}" if modes else '') +
             f" | {_fmt(r.get('images_per_sample'), 2)} | "
             f"{_fmt(r.get('backbone_images_per_second'))} | {_fmt(r['peak_mib'], 0)} | "
             f"{_fmt(r['peak_mib_ratio'], 2)} | {_fmt(r.get('step_mib'), 0)} | "
@@ -338,8 +349,9 @@ def result_name(args: argparse.Namespace) -> str:
     what = ['all'] if 'all' in args.methods or set(METHODS) <= set(args.methods) else \
         [m for m in dict.fromkeys(args.methods) if m != REFERENCE] or [REFERENCE]
     return rep.result_name(what, 'gpu' if args.device == 'cuda' else args.device,
-                           '' if args.amp == 'none' else args.amp,
-                           'cl' if args.channels_last else '',
+                           '' if args.amp == 'none' or args.modes else args.amp,
+                           'cl' if args.channels_last and not args.modes else '',
+                           '-'.join(m.replace('+', '') for m in args.modes or []),
                            '' if args.batch == 64 else f'b{args.batch}')
 
 
@@ -362,9 +374,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='batches pre-loaded through the real pipeline and cycled')
     p.add_argument('--threads', type=int, default=2, help='torch threads per child')
     p.add_argument('--amp', choices=['fp16', 'bf16', 'none'],
-                   help="mixed precision on GPU (default fp16; CPU: 'none' only)")
+                   help="mixed precision (GPU: default fp16; CPU: default none, or bf16)")
     p.add_argument('--channels-last', action='store_true',
                    help='model and inputs in channels_last memory format')
+    p.add_argument('--modes', nargs='+', choices=list(MODES),
+                   help='measure each method in each of these settings (instead of --amp / '
+                   '--channels-last), with ratios to the first, e.g. fp32 bf16 cl bf16+cl')
     p.add_argument('--timeout', type=int, default=3600, help='seconds per method')
     p.add_argument('--out', default=rep.RESULTS)
     p.add_argument('--tag', help='results file name: speed_<tag>.json (default: what it '
@@ -380,8 +395,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.amp = 'fp16' if cuda else 'none'
     if args.warmup < 1 or args.steps < 1 or args.batches < 1 or args.batch < 1:
         p.error('--warmup, --steps, --batches and --batch must be >= 1')
-    if not cuda and args.amp != 'none':
-        p.error("--amp needs --device cuda (mmengine's AmpOptimWrapper does not run on the CPU)")
+    if not cuda and (args.amp == 'fp16' or any('fp16' in m for m in args.modes or [])):
+        p.error('float16 AMP needs --device cuda (CPU autocast runs in bfloat16: --amp bf16)')
     return args
 
 
@@ -398,23 +413,29 @@ def main(argv: Optional[List[str]] = None) -> dict:
     methods = list(METHODS) if 'all' in args.methods else list(dict.fromkeys(args.methods))
     methods = [REFERENCE] + [m for m in methods if m != REFERENCE]
     settings = dict(batch=args.batch, steps=args.steps, warmup=args.warmup,
-                    threads=args.threads, amp=args.amp, channels_last=args.channels_last)
+                    threads=args.threads, amp=args.amp, channels_last=args.channels_last,
+                    modes=args.modes)
     report = rep.new_report('benchmarks.speed', argv, device=args.device, settings=settings,
                             reference=REFERENCE,
                             data=f'{args.batches} batches pre-loaded through the real pipeline '
                                  f'and cycled (data loading not timed)',
                             machine=rep.machine(args.threads, args.device), rows={})
     args.tag = args.tag or result_name(args)
-    for name in methods:
+    for name, mode in itertools.product(methods, args.modes or [None]):
+        key = row_key(name, mode)
+        if mode is not None:
+            args.amp, args.channels_last = MODES[mode]
         if not osp.isfile(osp.join(REPO, METHODS[name])):
-            report['rows'][name] = dict(config=METHODS[name], error='config missing')
+            report['rows'][key] = dict(config=METHODS[name], error='config missing')
         else:
-            print(f'[{name}] ...', flush=True)
-            report['rows'][name] = run_child(name, args)
-        r = report['rows'][name]
-        print(f"[{name}] " + (f"error: {r['error']}" if 'error' in r else
-                              f"{r['images_per_second']} images/s, peak {r['peak_mib']} MiB, "
-                              f"step {r.get('step_mib')} MiB"), flush=True)
+            print(f'[{key}] ...', flush=True)
+            report['rows'][key] = run_child(name, args)
+        r = report['rows'][key]
+        if mode is not None:
+            r.update(method=name, mode=mode)
+        print(f"[{key}] " + (f"error: {r['error']}" if 'error' in r else
+                             f"{r['images_per_second']} images/s, peak {r['peak_mib']} MiB, "
+                             f"step {r.get('step_mib')} MiB"), flush=True)
         add_ratios(report)
         _write(report, args)
     print(markdown(report))
