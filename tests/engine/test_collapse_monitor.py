@@ -4,6 +4,7 @@ import glob
 import json
 import math
 import os.path as osp
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -275,3 +276,40 @@ def test_resume_with_checks_every_iteration_is_exact(tiny_tree, tmp_path):
         ref, got = by_step(rows(full), key), by_step(rows(resumed), key)
         got = {i: v for i, v in got.items() if i > 4}  # (a log dir shared with the cut run)
         assert sorted(got) == [5, 6, 7, 8] and all(got[i] == ref[i] for i in got), key
+
+
+def _monitor_runner(perturb: bool):
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader
+
+    from tests.engine.test_online_probe import _Flatten, _ToyVectors
+    model = _Flatten()
+    model.backbone = nn.Sequential(nn.Flatten(), nn.Linear(48, 8))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) + (3.0 if perturb else 0.0))
+    loader = DataLoader(_ToyVectors(n=20), batch_size=4, collate_fn=pseudo_collate)
+    return SimpleNamespace(model=model, train_loop=SimpleNamespace(dataloader=loader))
+
+
+def _monitor_ddp_worker(rank, port, out):
+    from tests.helpers import gloo_group
+    with gloo_group(rank, port, 2):
+        torch.save(CollapseMonitorHook().measure(_monitor_runner(perturb=rank == 1)),
+                   f'{out}.{rank}')
+
+
+def test_two_gloo_ranks_log_rank_zeros_measures(tmp_path):
+    """Rank 1's replica is made different on purpose: both ranks still return rank 0's numbers
+    (one computation, broadcast), so they log and stop alike."""
+    import torch.multiprocessing as mp
+
+    from tests.helpers import free_port
+    out = str(tmp_path / 'm')
+    mp.start_processes(_monitor_ddp_worker, args=(free_port(), out), nprocs=2,
+                       start_method='fork')
+    ref = CollapseMonitorHook().measure(_monitor_runner(perturb=False))
+    other = CollapseMonitorHook().measure(_monitor_runner(perturb=True))
+    assert ref != other
+    assert torch.load(f'{out}.0') == ref and torch.load(f'{out}.1') == ref
