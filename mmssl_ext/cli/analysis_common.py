@@ -13,12 +13,13 @@ The config gives the model and, in its ``knn_eval`` section, the data: ``train_d
 memory / probe-train split) and ``val_dataloader`` (the test split).
 """
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import os.path as osp
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -197,28 +198,52 @@ def remote_vis_backends(cfg: Config) -> List[dict]:
             if str(b.get('type', '')).split('.')[-1] != 'LocalVisBackend']
 
 
-def publish_figures(cfg: Config, work_dir: str, paths: Sequence[str], step: int = 0) -> int:
+@contextlib.contextmanager
+def remote_visualizer(cfg: Optional[Config], work_dir: str) -> Iterator:
+    """A visualizer with the config's remote backends, saving under ``work_dir/vis_data``
+    (None when there are none), closed on exit."""
+    backends = remote_vis_backends(cfg) if cfg is not None else []
+    if not backends:
+        yield None
+        return
+    from mmengine.visualization import Visualizer
+    vis = Visualizer(name=f'mmssl_analysis_{next(_VIS_COUNT)}', vis_backends=backends,
+                     save_dir=work_dir)
+    try:
+        yield vis
+    finally:
+        vis.close()
+
+
+def publish_figures(cfg: Optional[Config], work_dir: str, paths: Sequence[str],
+                    step: int = 0) -> int:
     """Send the PNG ``paths`` to the config's remote visualizer backends as images named after
     their files (``configs/_base_/tensorboard.py``: event files in ``work_dir/vis_data``).
 
     Returns the number of images sent (0 when the config has only the local backend).
     """
-    backends = remote_vis_backends(cfg)
-    if not backends or not paths:
-        return 0
     import numpy as np
-    from mmengine.visualization import Visualizer
     from PIL import Image
-    vis = Visualizer(name=f'mmssl_analysis_{next(_VIS_COUNT)}', vis_backends=backends,
-                     save_dir=work_dir)
-    try:
+    with remote_visualizer(cfg, work_dir) as vis:
+        if vis is None or not paths:
+            return 0
         for path in paths:
             with Image.open(path) as img:
                 vis.add_image(osp.splitext(osp.basename(path))[0],
                               np.asarray(img.convert('RGB')), step=step)
-    finally:
-        vis.close()
     return len(paths)
+
+
+def publish_scalars(cfg: Optional[Config], work_dir: str, scalars: dict, step: int = 0) -> int:
+    """Send the numeric entries of ``scalars`` to the config's remote backends; returns how
+    many were sent."""
+    numbers = {k: float(v) for k, v in scalars.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    with remote_visualizer(cfg, work_dir) as vis:
+        if vis is None or not numbers:
+            return 0
+        vis.add_scalars(numbers, step=step)
+    return len(numbers)
 
 
 def write_json(obj, path: str) -> str:

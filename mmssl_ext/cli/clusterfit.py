@@ -55,6 +55,7 @@ Examples::
         --soft-targets work_dirs/soft
 """
 import argparse
+import json
 import os.path as osp
 from typing import List, Optional
 
@@ -63,7 +64,13 @@ from mmengine.config import DictAction
 import mmssl_ext  # noqa: F401  registers everything
 from mmssl_ext import clusterfit as cf
 from mmssl_ext.clusterfit.experiments import noise_control
+from mmssl_ext.utils.config import load_config
 from . import train as train_cli
+from .analysis_common import publish_figures, publish_scalars, remote_vis_backends
+
+#: the cluster step's numbers sent to a config's remote visualizer backends (TensorBoard)
+SUMMARY_SCALARS = ('k', 'num_samples', 'objective', 'min_size', 'max_size',
+                   'empty_clusters_reseeded', 'nmi_vs_dataset_labels')
 
 
 # ------------------------------------------------------------------------------ flags
@@ -285,8 +292,10 @@ def _print_trained(what: str, out: dict) -> None:
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     if args.command == 'cluster':
-        return cf.cluster(args.out_dir, npre_spec(args, cfg_options=args.cfg_options),
-                          image_source(args), kmeans_options(args))
+        summary = cf.cluster(args.out_dir, npre_spec(args, cfg_options=args.cfg_options),
+                             image_source(args), kmeans_options(args))
+        publish_summary([args.pre_config, args.data_config], args.out_dir, summary)
+        return summary
     if args.command == 'fit':
         out = cf.fit(args.config, args.clusters, _train_options(args))
         _print_trained('fit step done', out)
@@ -302,13 +311,31 @@ def main(argv: Optional[List[str]] = None) -> dict:
         _print_trained(f'distillation done (T={out["temperature"]})', out)
         return out
     if args.command == 'noise-control':
-        return run_noise_control(args)
+        results = run_noise_control(args)
+        plot = osp.join(args.work_dir, 'results.png')
+        if osp.isfile(plot):
+            publish_figures(load_config(args.config), args.work_dir, [plot])
+        return results
     # run
     npre = npre_spec(args, '--pretrained-config', args.pretrained_cfg_options)
     out = cf.run(args.config, npre, kmeans_options(args), image_source(args),
                  _train_options(args))
+    with open(out['summary']) as f:
+        publish_summary([args.config, args.pre_config, args.data_config],
+                        osp.dirname(out['summary']), json.load(f))
     print_artefacts(args.config, out)
     return out
+
+
+def publish_summary(configs: List[Optional[str]], out_dir: str, summary: dict) -> int:
+    """The cluster step's numbers (:data:`SUMMARY_SCALARS`, as ``clusterfit/<name>``) to the
+    remote visualizer backends of the first of ``configs`` that has any; returns how many."""
+    for config in configs:
+        cfg = load_config(config) if config else None
+        if cfg is not None and remote_vis_backends(cfg):
+            return publish_scalars(cfg, out_dir, {f'clusterfit/{k}': summary.get(k)
+                                                  for k in SUMMARY_SCALARS})
+    return 0
 
 
 def print_artefacts(config: str, out: dict) -> None:

@@ -83,3 +83,19 @@ def test_analysis_figures_reach_the_backend(tmp_path):
     image = acc.Images('layer_probe')[0]
     with Image.open(png) as img:
         assert (image.width, image.height) == img.size
+
+
+def test_clusterfit_cluster_summary_reaches_the_backend(tiny_tree, tmp_path):
+    from mmssl_ext.cli.clusterfit import SUMMARY_SCALARS, main
+    out = str(tmp_path / 'clusters')
+    knn = [o for o in tiny_moco_options(tiny_tree, '') if o.startswith('knn_eval.')]
+    summary = main(['cluster', '--config', tensorboard_config(tmp_path, MOCO_FMNIST_CFG),
+                    '--checkpoint', 'random', '--k', '3', '--out-dir', out, '--cfg-options',
+                    *knn])
+    acc = events(out)
+    assert sorted(acc.Tags()['scalars']) == sorted(f'clusterfit/{k}' for k in SUMMARY_SCALARS)
+    assert acc.Scalars('clusterfit/k')[0].value == 3
+    assert acc.Scalars('clusterfit/nmi_vs_dataset_labels')[0].value == pytest.approx(
+        summary['nmi_vs_dataset_labels'], abs=1e-6)
+    assert acc.Scalars('clusterfit/objective')[0].value == pytest.approx(
+        summary['objective'], rel=1e-6)
