@@ -184,10 +184,14 @@ def plot(report: dict, path: str) -> str:
                 ys = [p.get(metric) for p in pts]
                 if any(y is None for y in ys):
                     continue
-                ax.plot([p['value'] for p in pts], ys, series_style(j), marker='os'[m % 2],
+                ax.plot([p['value'] for p in pts], ys, series_style(j), marker='os'[j % 2],
                         color=f'C{m}', label=f'{method} ({metric})')
-        if sweep != 'lambda':
+        if sweep != 'lambda':  # log x, a tick at every measured value
+            values = sorted({p['value'] for p in report['points'] if p['sweep'] == sweep})
             ax.set_xscale('log')
+            ax.minorticks_off()
+            ax.set_xticks(values)
+            ax.set_xticklabels([f'{v:g}' for v in values], fontsize='small', rotation=30)
         ax.set_xlabel(labels[sweep])
         ax.set_ylabel('top-1 accuracy (%)')
         ax.grid(alpha=0.3)
