@@ -313,3 +313,20 @@ def test_two_gloo_ranks_log_rank_zeros_measures(tmp_path):
     other = CollapseMonitorHook().measure(_monitor_runner(perturb=True))
     assert ref != other
     assert torch.load(f'{out}.0') == ref and torch.load(f'{out}.1') == ref
+
+
+def test_dino_outputs_give_its_loss_as_teacher_entropy_plus_kl():
+    """With both global crops equal, DINO's loss is the cross-entropy H(t, s) = H(t) + KL(t||s)
+    of one crop: the monitor's teacher entropy plus its KL (centre set non-zero, eval mode)."""
+    from tests.models.test_dino import _build
+    model = _build('vit').eval()
+    torch.manual_seed(0)
+    model.dino_loss.center.copy_(torch.randn_like(model.dino_loss.center))
+    x = torch.randn(5, 3, 16, 16)
+    out = model.collapse_outputs([x, x])
+    assert out['embedding'].shape == (5, 16) and out['probs'].shape == out['teacher_probs'].shape
+    m = collapse_measures(**out)
+    with torch.no_grad():
+        loss = model.dino_loss(model.student_forward([x, x]), model.teacher_forward([x, x]),
+                               step=0)
+    assert m['teacher_entropy'] + m['kl'] == pytest.approx(float(loss), rel=1e-5)
