@@ -12,7 +12,7 @@ gradients, and the hook logs under ``collapse/``:
 * ``effective_rank``: the entropy-based effective rank of Roy & Vetterli (2007) of the ``N x d``
   matrix of L2-normalised embeddings: ``exp(-sum_k p_k log p_k)`` with ``p_k = s_k / sum_j s_j``
   over its singular values ``s_k`` (uncentred, as RankMe); 1 when all rows are equal, ``d`` when
-  the ``d`` singular values are equal; 0 for an all-zero matrix;
+  the ``d`` singular values are equal, at most ``min(N, d)``; 0 for an all-zero matrix;
 * for a model with a softmax output (``probs``): ``entropy``, the mean over samples of the
   output's entropy (nats; ``ln K`` for a uniform output, 0 for a one-hot one), and
   ``marginal_entropy``, the entropy of the mean output (low when every sample gets the same
