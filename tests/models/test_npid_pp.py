@@ -1,6 +1,7 @@
 """NPID++: its Fashion-MNIST config is the NPID config with only the NPID++ changes, and trains
 through tools/train.py's path with the per-image bank and the large negative set."""
 import numpy as np
+import pytest
 import torch
 
 from mmssl_ext.cli import train as train_api
@@ -54,3 +55,13 @@ def test_fmnist_config_trains_two_iterations(tiny_tree, tmp_path):
     bank = load_checkpoint_safe(f'{work}/iter_2.pth')['state_dict']['memory_bank.feats']
     assert bank.shape == (12, 128)
     torch.testing.assert_close(bank.norm(dim=1), torch.ones(12))
+
+
+def test_imagenet_negative_count_on_a_small_bank_is_refused_with_the_fix():
+    """NPID++'s 32000 negatives do not fit a 10000-image bank: the bank says so and names the
+    largest count it holds (the Fashion-MNIST config uses that count)."""
+    from mmssl_ext.models.memories import MemoryBank
+    with pytest.raises(ValueError, match=r'num_negatives=32000 must be between 1 and '
+                                         r'length - 1 = 9999'):
+        MemoryBank(length=10000, num_negatives=32000)
+    assert MemoryBank(length=10000, num_negatives=9999).num_negatives == 9999
