@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-CONFIG=${1:-configs/pirl/pirl_r18-cifar-w32_1xb64-3000it_fmnist.py}
+CONFIG=${1:-configs/pirl/pirl_r18-cifar-w32_1xb64-2400it_fmnist.py}
 shift || true
 NAME=$(basename "$CONFIG" .py)
 WORK_DIR=work_dirs/$NAME

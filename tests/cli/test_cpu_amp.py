@@ -22,7 +22,7 @@ from tests.cli import test_exact_resume as exact
 from tests.engine.test_nan_check_hook import _write_cfg
 from tests.helpers import REPO
 
-MAIN_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-cifar-w32_1xb64-3000it_fmnist.py')
+MAIN_CFG = osp.join(REPO, 'configs/pirl/pirl_r18-cifar-w32_1xb64-2400it_fmnist.py')
 
 
 def _tiny_pirl(tree, work, iters=2):
