@@ -195,3 +195,26 @@ def test_strided_conv_on_a_1px_input_runs_in_float32_under_bf16_autocast():
         model[0](x).float().sum().backward()
     ref[0](x).sum().backward()
     assert torch.equal(model[0].weight.grad, ref[0].weight.grad)
+
+
+def test_speed_benchmark_modes_configure_the_child_and_report_ratios(tmp_path):
+    """benchmarks.speed --modes: the bf16+cl child trains with CPUAmpOptimWrapper and the
+    channels_last key; each row's ratio is to the same method's first mode, the MoCo v2 ratio to
+    MoCo v2 in the same mode."""
+    from benchmarks import speed
+    args = speed.parse_args(['--methods', 'pirl', '--modes', 'fp32', 'bf16+cl'])
+    args.amp, args.channels_last = speed.MODES['bf16+cl']
+    cfg = speed.build_config('pirl', args, str(tmp_path))
+    assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper' and cfg.channels_last is True
+    report = dict(settings=dict(modes=['fp32', 'bf16+cl']), rows={})
+    ips = {('mocov2', 'fp32'): 200., ('mocov2', 'bf16+cl'): 260., ('pirl', 'fp32'): 50.,
+           ('pirl', 'bf16+cl'): 80.}
+    for (name, mode), v in ips.items():
+        report['rows'][speed.row_key(name, mode)] = dict(method=name, mode=mode,
+                                                         images_per_second=v, peak_mib=1.)
+    speed.add_ratios(report)
+    row = report['rows']['pirl [bf16+cl]']
+    assert row['mode_ratio'] == round(80 / 50, 2)
+    assert row['images_per_second_ratio'] == round(80 / 260, 2)
+    with pytest.raises(SystemExit):  # float16 autocast needs a GPU
+        speed.parse_args(['--modes', 'fp32', 'fp16'])
