@@ -41,7 +41,8 @@ def test_sinkhorn_marginals_equal_the_constraint_and_labels_match_the_official_a
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(60, 6, generator=g, dtype=torch.float64) * 0.3
     logits[:, 0] += 0.5  # the raw argmax would favour cluster 0
-    labels, q, iters = sela_sinkhorn(logits, lamb=5.0, tol=1e-9, max_iters=5000)
+    labels, q, iters, err = sela_sinkhorn(logits, lamb=5.0, tol=1e-9, max_iters=5000)
+    assert err <= 1e-9
     np.testing.assert_allclose(q.sum(1).numpy(), np.ones(60), rtol=1e-12)  # each sample: 1
     np.testing.assert_allclose(q.sum(0).numpy(), np.full(6, 10.0), rtol=1e-8)  # each: N / K
     assert iters % 10 == 0 and torch.equal(labels, q.argmax(1))
@@ -55,8 +56,9 @@ def test_sinkhorn_marginals_equal_the_constraint_and_labels_match_the_official_a
 def test_sinkhorn_errors():
     with pytest.raises(ValueError, match='K=5 clusters > N=4'):
         sela_sinkhorn(torch.randn(4, 5))
-    with pytest.raises(RuntimeError, match='after 20 iterations'):
-        sela_sinkhorn(torch.randn(50, 5) * 3, lamb=25, tol=0, max_iters=20)
+    # not converged within max_iters: the plan as it is, and its error for the caller's warning
+    _, q, iters, err = sela_sinkhorn(torch.randn(50, 5) * 3, lamb=25, tol=0, max_iters=20)
+    assert iters == 20 and err > 0 and torch.allclose(q.sum(1), torch.ones(50, dtype=q.dtype))
 
 
 def test_head_loss_is_the_mean_cross_entropy_of_the_heads():

@@ -75,8 +75,13 @@ class SeLaHook(ScheduledRefreshHook):
         for fc in model.head.fcs:  # every rank: the same matrix (see sela_sinkhorn)
             logits = feats.double() @ fc.weight.detach().double().cpu().t() + \
                 fc.bias.detach().double().cpu()
-            lab, _, n_it = sela_sinkhorn(logits, self.lamb, self.tol,
-                                         max_iters=self.max_sinkhorn_iters)
+            lab, _, n_it, err = sela_sinkhorn(logits, self.lamb, self.tol,
+                                              max_iters=self.max_sinkhorn_iters)
+            if err > self.tol:
+                runner.logger.warning(
+                    f'SeLaHook: iteration {it}: Sinkhorn-Knopp stopped at max_sinkhorn_iters='
+                    f'{n_it} with the cluster marginals off by {err:.3g} > tol={self.tol}; the '
+                    f'labels are the plan as it is (raise max_sinkhorn_iters or lower lamb)')
             labels.append(lab)
             steps.append(n_it)
         labels = torch.stack(labels)
