@@ -53,6 +53,16 @@ def test_sinkhorn_marginals_equal_the_constraint_and_labels_match_the_official_a
     assert np.bincount(logits.argmax(1).numpy(), minlength=6)[0] > 20
 
 
+def test_sinkhorn_is_swavs_distributed_sinkhorn_on_log_softmax_over_lambda():
+    """The maths agrees with mmpretrain's SwAV Sinkhorn: the same plan after convergence."""
+    from mmpretrain.models.losses.swav_loss import distributed_sinkhorn
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    _, q, _, _ = sela_sinkhorn(logits, lamb=4.0, tol=1e-12, max_iters=5000)
+    swav = distributed_sinkhorn(torch.log_softmax(logits, 1), 3000, 1, 1 / 4.0)
+    np.testing.assert_allclose(q.numpy(), swav.numpy(), rtol=1e-6, atol=1e-12)
+
+
 def test_sinkhorn_errors():
     with pytest.raises(ValueError, match='K=5 clusters > N=4'):
         sela_sinkhorn(torch.randn(4, 5))

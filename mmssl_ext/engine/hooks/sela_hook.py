@@ -72,7 +72,7 @@ class SeLaHook(ScheduledRefreshHook):
         t0 = time.perf_counter()
         feats = self.extract(runner, model.num_samples, normalize=False)
         labels, steps = [], []
-        for fc in model.head.fcs:  # every rank: the same matrix (see sela_sinkhorn)
+        for fc in model.head.fcs:  # every rank the same (gathered) matrix
             logits = feats.double() @ fc.weight.detach().double().cpu().t() + \
                 fc.bias.detach().double().cpu()
             lab, _, n_it, err = sela_sinkhorn(logits, self.lamb, self.tol,

@@ -5,7 +5,6 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.losses.swav_loss import distributed_sinkhorn
 
 from mmssl_ext.registry import MODELS
 
@@ -15,20 +14,21 @@ def sela_sinkhorn(logits: torch.Tensor, lamb: float = 25.0, tol: float = 0.1, bl
                   max_iters: int = 1000) -> Tuple[torch.Tensor, torch.Tensor, int, float]:
     r"""SeLa's pseudo labels: the equal-partition transport plan of ``softmax(logits)^lamb``.
 
-    SeLa solves ``max_Q <Q, log P>  + 1/lamb H(Q)`` over ``Q`` with sample marginals ``1/N``
-    and cluster marginals ``1/K``; the solution is ``Q = diag(r) P^lamb diag(c)``, found by
-    Sinkhorn-Knopp.  mmpretrain's SwAV ``distributed_sinkhorn`` computes the same scaling of
-    ``exp(out / epsilon)``: with ``out = log_softmax(logits)`` and ``epsilon = 1 / lamb`` that is
-    ``P^lamb``.  It runs a fixed number of iterations, so it is called in blocks of ``block``
-    iterations, each continuing from the previous plan (``out = epsilon * log Q``), until the
-    cluster marginals are within ``tol`` (summed relative error, the official stopping value)
-    of ``N / K``.  Computed in float64 as the official code.  Under DDP every rank must call it
-    with the same full matrix: the all-reduce inside only rescales ``Q`` uniformly, which the
-    normalisations undo.
+    SeLa solves ``max_Q <Q, log P> + 1/lamb H(Q)`` over ``Q`` with sample marginals ``1/N`` and
+    cluster marginals ``1/K``; the solution is ``Q = diag(c) P^lamb diag(r)``, found by
+    Sinkhorn-Knopp.  This is the scaling mmpretrain's SwAV ``distributed_sinkhorn`` computes
+    for ``exp(out / epsilon)`` with ``out = log_softmax(logits)`` and ``epsilon = 1 / lamb``
+    (``tests/models/test_sela.py`` checks that both give the same plan), written as the
+    official ``optimize_L_sk``: two matrix-vector products per iteration on the scaling vectors
+    ``r`` (``K``) and ``c`` (``N``) instead of rewriting the ``N x K`` matrix four times, which
+    matters for a whole training set.  It stops when the cluster marginals of the plan are
+    within ``tol`` (summed relative error) of ``N / K``, checked every ``block`` iterations,
+    in float64 as the official code.  The rows of ``P^lamb`` are scaled to a maximum of 1
+    first (a per-sample factor ``c`` absorbs), so that few entries underflow.
 
     Args:
         logits: ``N x K`` head outputs of the whole training set.
-        lamb: ``lambda`` (25).  tol: stopping error.  block: iterations per call.
+        lamb: ``lambda`` (25).  tol: stopping error (0.1).  block: iterations between checks.
         max_iters: bound on the iterations; reaching it returns the plan as it is (its error
             is returned: the caller warns), a near-equal partition rather than a stopped run.
 
@@ -43,16 +43,20 @@ def sela_sinkhorn(logits: torch.Tensor, lamb: float = 25.0, tol: float = 0.1, bl
     if k > n:
         raise ValueError(f'sela_sinkhorn: K={k} clusters > N={n} samples; the equal partition '
                          f'needs K <= N')
-    eps = 1.0 / lamb
-    out = F.log_softmax(logits.double(), dim=1)
-    iters, err = 0, float('inf')
+    log_p = F.log_softmax(logits.double(), dim=1) * lamb
+    p = torch.exp(log_p - log_p.max(dim=1, keepdim=True).values)  # N x K, row max 1
+    r = p.new_full((k, ), 1.0 / k)
+    iters = 0
     while True:
-        q = distributed_sinkhorn(out, block, 1, eps)  # N x K, rows sum to 1
+        for _ in range(block):
+            c = (1.0 / n) / (p @ r)  # N: every sample's mass 1 / N
+            r = (1.0 / k) / (c @ p)  # K: every cluster's mass 1 / K
         iters += block
-        err = float((q.sum(dim=0) * k / n - 1).abs().sum())
+        c = (1.0 / n) / (p @ r)  # the sample marginals exact, the cluster ones checked
+        err = float(((c @ p) * r * k - 1).abs().sum())
         if err <= tol or iters >= max_iters:
+            q = p * r * (c * n).unsqueeze(1)  # rows sum to 1
             return q.argmax(dim=1), q, iters, err
-        out = eps * torch.log(q)
 
 
 @MODELS.register_module()
