@@ -73,7 +73,9 @@ METHODS = {name: config for name, config in QUALITY_METHODS.items()
 #: that the timed steps are LA's / PCL's loss, not the warm-up's (NPID's / MoCo's)
 SPEED_OVERRIDES: Dict[str, dict] = {
     'local_aggregation': {'custom_hooks.0.start_epoch': 0},
-    'pcl': {'custom_hooks.0.warmup_epochs': 0}}
+    'pcl': {'custom_hooks.0.warmup_epochs': 0},
+    # SeLa spreads its label optimisations over the run: in a run this short, one (iteration 0)
+    'sela': {'custom_hooks.0.num_opts': 1}}
 
 REFERENCE = 'mocov2'
 RESULT_PREFIX = 'SPEED_RESULT '
@@ -214,8 +216,9 @@ def child(name: str, args) -> dict:
         shutil.rmtree(work_dir, ignore_errors=True)
     seconds = sum(state['iteration_seconds'])
     pixels = state.get('pixels') or []
-    per_sample = (sum(pixels) / args.batch / REFERENCE_PIXELS if pixels
-                  else KNOWN_IMAGES_PER_SAMPLE.get(name))
+    # a method whose hook extracts features in the first iteration (SeLa) counts those too
+    per_sample = KNOWN_IMAGES_PER_SAMPLE.get(name) or (
+        sum(pixels) / args.batch / REFERENCE_PIXELS if pixels else None)
     row = dict(config=METHODS[name], overrides=OVERRIDES.get(name, {}),
                images_per_second=round(args.batch * args.steps / seconds, 2),
                images_per_sample=None if per_sample is None else round(per_sample, 3),
