@@ -265,7 +265,8 @@ def train_options(config: str, work_dir: Optional[str], cfg_options: Optional[di
     return cf.TrainOptions(work_dir=work_dir, cfg_options=cfg_options, resume=t.resume,
                            amp=t.amp, no_validate=t.no_validate, auto_scale_lr=t.auto_scale_lr,
                            no_pin_memory=t.no_pin_memory,
-                           no_persistent_workers=t.no_persistent_workers, launcher=t.launcher)
+                           no_persistent_workers=t.no_persistent_workers, launcher=t.launcher,
+                           channels_last=t.channels_last)
 
 
 def _train_options(args: argparse.Namespace) -> cf.TrainOptions:

@@ -214,6 +214,7 @@ class TrainOptions(_Options):
     no_pin_memory: bool = False
     no_persistent_workers: bool = False
     launcher: str = 'none'
+    channels_last: bool = False
 
     def runner_kwargs(self) -> dict:
         """The keyword arguments of :func:`mmssl_ext.engine.runner.merge_train_options`."""
