@@ -112,3 +112,17 @@ def test_fmnist_config_trains_and_checks_the_seed_set(tiny_tree, tmp_path):
     assert len(losses) == 2 and np.isfinite(losses).all()
     # about log(12) at the start: 12 classes, a nearly uniform classifier
     assert abs(losses[0] - np.log(12)) < 0.5
+
+
+def test_collapse_monitor_sees_the_surrogate_class_softmax():
+    from mmssl_ext.engine.hooks.collapse_monitor import model_collapse_outputs
+    torch.manual_seed(0)
+    model = _tiny_model().eval()
+    views, _ = _batch(n_views=2)
+    with torch.no_grad():
+        out = model_collapse_outputs(model, views)
+        feat = model.backbone(views[0])[-1].mean(dim=(2, 3))  # the first view only
+        logits = feat @ model.head.fc.weight.t() + model.head.fc.bias
+    assert out['probs'].shape == (len(IDX), NUM_CLASSES)
+    torch.testing.assert_close(out['probs'], torch.softmax(logits, dim=1))
+    torch.testing.assert_close(out['embedding'].mean(dim=(2, 3)), feat)

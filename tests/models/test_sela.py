@@ -145,3 +145,23 @@ def test_hook_two_gloo_ranks(tiny_tree, tmp_path):
 def test_exact_resume(tiny_tree, tmp_path):
     _check_exact_resume(SELA_CFG, _opts(tiny_tree, 4) + _COMMON, tmp_path,
                         buffers=['pseudo_labels'], controls=())
+
+
+def test_collapse_monitor_stacks_every_heads_softmax():
+    from mmssl_ext.engine.hooks.collapse_monitor import model_collapse_outputs
+    cfg = dict(type='SeLa', backbone=dict(type='ResNet', depth=18, base_channels=8,
+                                          stem_channels=8),
+               neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='SeLaHead', in_channels=64, num_classes=3, num_heads=2),
+               num_samples=6)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg).eval()
+    img = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        out = model_collapse_outputs(model, [img])
+        feat = model.backbone(img)[-1].mean(dim=(2, 3))
+        rows = [torch.softmax(feat @ fc.weight.t() + fc.bias, dim=1) for fc in model.head.fcs]
+    torch.testing.assert_close(out['embedding'], feat)
+    assert out['probs'].shape == (2 * 4, 3)  # heads x images rows over K classes
+    torch.testing.assert_close(out['probs'], torch.cat(rows))

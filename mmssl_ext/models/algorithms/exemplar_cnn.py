@@ -77,6 +77,14 @@ class ExemplarCNN(BaseSelfSupervisor):
                 f'model.head.num_classes to the number of seed images')
         return labels.repeat(num_views)
 
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view: the backbone's last features of the first view and
+        the softmax over the N surrogate classes."""
+        feats = self.backbone(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
+        if self.with_neck:
+            feats = self.neck(feats)
+        return dict(embedding=feats[-1], probs=torch.softmax(self.head(feats).float(), dim=1))
+
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
              data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
         views = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]

@@ -63,6 +63,13 @@ class SeLa(BaseSelfSupervisor):
             raise ValueError(f'SeLa: pseudo labels must be in [0, {self.head.num_classes})')
         self.pseudo_labels.copy_(labels)
 
+    def collapse_outputs(self, inputs) -> Dict[str, torch.Tensor]:
+        """``CollapseMonitorHook``'s view: the pooled features and every head's softmax over its
+        K pseudo classes, the heads' rows stacked (the mean entropy averages over heads)."""
+        feats = self.features(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
+        probs = torch.cat([torch.softmax(logits.float(), dim=1) for logits in self.head(feats)])
+        return dict(embedding=feats, probs=probs)
+
     def loss(self, inputs, data_samples: List[DataSample], **kwargs) -> Dict[str, torch.Tensor]:
         img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         idx = sample_indices(data_samples, self.num_samples, img.device, 'SeLa')
