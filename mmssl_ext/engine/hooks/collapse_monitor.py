@@ -24,9 +24,9 @@ gradients, and the hook logs under ``collapse/``:
 preprocessor's output for a batch of the probe set) returns ``dict(embedding=B x d[, probs=B x
 K][, teacher_probs=B x K])`` (an embedding of feature maps is average-pooled); an algorithm
 with a softmax output defines it (DINO, DeepCluster, ODC, SeLa, Exemplar-CNN, the pretext
-classifiers).  Without it: mmpretrain's SwAV gives its prototype scores (``softmax(prototypes(z) / temperature)``),
-every other model ``neck(backbone(x))`` (or the pooled backbone output without a neck) of the
-first view.  A model for which neither works gets
+classifiers).  Without it: mmpretrain's SwAV gives its prototype scores
+(``softmax(prototypes(z) / temperature)``), every other model ``neck(backbone(x))`` (or the
+pooled backbone output without a neck) of the first view.  A model for which neither works gets
 a warning naming the error, and the monitor switches itself off for that run: it never stops a
 run by failing itself.
 
