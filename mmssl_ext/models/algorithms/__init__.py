@@ -15,6 +15,9 @@ from .pirl import PIRL
 from .relative_loc import RelativeLocation
 from .rotation import RotationPrediction
 from .sela import SeLa  # noqa: F401
+from .dae import DenoisingAE  # noqa: F401
+from .cae_contractive import ContractiveAE  # noqa: F401
+from .vae import VariationalAE  # noqa: F401
 
 __all__ = [
     'CMC', 'CMCDataPreprocessor', 'Colorization', 'ColorizationDataPreprocessor', 'ContextEncoder',
