@@ -4,3 +4,5 @@ from .inpainting_head import ContextEncoderHead  # noqa: F401
 from .colorization_head import ColorizationHead  # noqa: F401
 from .dino_head import DINOHead, MMSSLDINOHead  # noqa: F401
 from .sela_head import SeLaHead  # noqa: F401
+from .ae_decoder import AEDecoderHead  # noqa: F401
+from .ae_code import AECodeLayer, AEGaussianPosterior  # noqa: F401
