@@ -47,6 +47,7 @@ from benchmarks.report import REPO
 METHODS: Dict[str, str] = {
     'pirl': 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py',
     'pirl-per-term-negatives': 'configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py',
+    'pirl-cifar': 'configs/pirl/pirl_r18-cifar-w32_1xb64-2400it_fmnist.py',
     'rotation': 'configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py',
     'jigsaw': 'configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py',
     'relative_loc': 'configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py',
