@@ -53,6 +53,10 @@ METHODS: Dict[str, str] = {
     'relative_loc': 'configs/relative_loc/relative-loc_r18-w32_1xb64-3000it_fmnist.py',
     'colorization': 'configs/colorization/colorization_r18-w32_1xb64-3000it_fmnist.py',
     'inpainting': 'configs/inpainting/inpainting_r18-w32_1xb64-3000it_fmnist.py',
+    'dae': 'configs/dae/dae_r18-w32_1xb64-3000it_fmnist.py',
+    'contractive-ae':
+        'configs/contractive_ae/contractive-ae_r18-w32_1xb64-3000it_fmnist.py',
+    'vae': 'configs/vae/vae_r18-w32_1xb64-3000it_fmnist.py',
     'npid': 'configs/npid/npid_r18-w32_1xb64-3000it_fmnist.py',
     'npid-pp': 'configs/npid/npid-pp_r18-w32_1xb64-3000it_fmnist.py',
     'exemplar-cnn': 'configs/exemplar_cnn/exemplar-cnn_r18-w32_1xb64-3000it_fmnist.py',
