@@ -5,8 +5,8 @@
 # backbone, for a randomly initialised backbone of the same architecture and for raw pixels, all
 # with the same protocol.  About 13 min on 2 CPU cores once set up (configs/pirl/README.md).
 #   bash scripts/main.sh [CONFIG] [extra tools/train.py args]
-# (the small-image-stem candidate, not yet measured end to end: configs/pirl/README.md, "Main
-#  job candidate": bash scripts/main.sh configs/pirl/pirl_r18-cifar-w32_1xb64-2400it_fmnist.py --amp)
+# (the small-image-stem candidate was measured worse and slower: configs/pirl/README.md, "Main
+#  job candidate")
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"

@@ -1,5 +1,5 @@
-# PIRL (jigsaw) on Fashion-MNIST with the small-image ResNet stem, sized for 2 CPU cores: the main
-# job of scripts/main.sh.  pirl_r18-w32_1xb64-3000it_fmnist.py (same recipe, ImageNet stem) with
+# PIRL (jigsaw) on Fashion-MNIST with the small-image ResNet stem, sized for 2 CPU cores: a main-job
+# candidate that measured worse than its own random init (configs/pirl/README.md).  pirl_r18-w32_1xb64-3000it_fmnist.py (same recipe, ImageNet stem) with
 # mmpretrain's ResNet_CIFAR: a 3x3 stride-1 stem conv and no max-pool, so a 32 px image reaches the
 # last stage at 4 x 4 rather than 1 x 1; the jigsaw patches shrink to 12 px and the schedule to
 # 2400 iterations to pay for it, and the run trains in bfloat16 (tools/train.py --amp, as
