@@ -67,6 +67,7 @@ METHODS: Dict[str, str] = {
         'configs/local_aggregation/local-aggregation_r18-w32_1xb64-3000it_fmnist.py',
     'pcl': 'configs/pcl/pcl-v2_r18-w32_1xb64-3000it_fmnist.py',
     'sela': 'configs/sela/sela_r18-w32_1xb64-3000it_fmnist.py',
+    'bigbigan': 'configs/bigbigan/bigbigan_r18-w32_1xb64-3000it_fmnist.py',
     'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
     'cmc-lcrops': 'configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py',
     'cpcv2': 'configs/cpc/cpcv2_r18-w32_1xb64-3000it_fmnist.py',
@@ -114,7 +115,11 @@ CLUSTERFIT_K = 100
 
 #: methods whose backbone is not the reference ResNet-18 on RGB (1-channel L input, GroupNorm,
 #: a ViT): their own random initialisation is evaluated too, as their baseline
-OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization'}
+OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization', 'pirl-cifar'}
+
+#: methods whose training-set subset is part of the method, not of the budget: kept by the
+#: full-train presets (Exemplar-CNN: the seed images are its surrogate classes)
+OWN_SUBSET = {'exemplar-cnn'}
 
 #: methods whose loss needs state a hook builds first (pseudo labels before the first epoch):
 #: one 32 px view per sample, by construction of their configs
@@ -181,7 +186,12 @@ def rescale_schedule(cfg, iters: int) -> None:
     old = loop.max_iters
     loop.max_iters = iters
     scheds = cfg.param_scheduler
-    for s in (scheds if isinstance(scheds, (list, tuple)) else [scheds]):
+    if isinstance(scheds, dict) and 'type' not in scheds:  # one list per optimiser (a GAN)
+        scheds = [s for v in scheds.values() for s in (v if isinstance(v, (list, tuple))
+                                                       else [v])]
+    scheds = list({id(s): s for s in (scheds if isinstance(scheds, (list, tuple))
+                                      else [scheds])}.values())  # each scheduler once
+    for s in scheds:
         if s.get('by_epoch', True):
             raise ValueError(f'{cfg.filename}: param_scheduler {s.get("type")} is by epoch')
         for key in ('begin', 'end', 'T_max'):
@@ -334,7 +344,7 @@ def run_method(name: str, config: str, args, preset: dict,
     cfg.merge_from_dict(OVERRIDES.get(name, {}))
     if getattr(args, 'seed', None) is not None:  # training seed; the evaluation keeps seed 0
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
-    apply_data(cfg, preset['full_train'], preset['workers'])
+    apply_data(cfg, preset['full_train'] and name not in OWN_SUBSET, preset['workers'])
     config_batch = cfg.train_dataloader.batch_size
     apply_batch_size(cfg, getattr(args, 'batch_size', None))
     per_sample = KNOWN_IMAGES_PER_SAMPLE.get(name) or backbone_images_per_sample(cfg)

@@ -61,6 +61,25 @@ def test_full_train_leaves_other_sizes_and_subset_runs_alone(tiny_tree):
     assert cfg.model.memory_bank.num_negatives == 3
 
 
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize('name,keeps', [('exemplar-cnn', True), ('npid', False)])
+def test_full_train_keeps_a_subset_that_is_part_of_the_method(monkeypatch, name, keeps):
+    """Exemplar-CNN's seed images are its classes: the GPU preset must not drop them."""
+    seen = []
+
+    def record(cfg, full_train, workers):
+        seen.append(full_train)
+        raise _Stop
+
+    monkeypatch.setattr(quality, 'apply_data', record)
+    with pytest.raises(_Stop):
+        quality.run_method(name, quality.METHODS[name], None, quality.PRESETS['gpu'])
+    assert seen == [not keeps]
+
+
 def test_full_train_rejects_index_lists(tiny_tree):
     cfg = _cfg('configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py', tiny_tree, [0, 1, 2])
     with pytest.raises(ValueError, match=r'indices=\[0, 1, 2\]'):
