@@ -7,6 +7,7 @@ from .exemplar_cnn import ExemplarCNN  # noqa: F401
 from .inpainting import ContextEncoder
 from .jigsaw import JigsawPuzzle
 from .looc import LooC  # noqa: F401
+from .amdim import AMDIM  # noqa: F401
 from .local_agg import LocalAggregation  # noqa: F401
 from .npid import NPID
 from .odc import ODC
