@@ -71,6 +71,7 @@ METHODS: Dict[str, str] = {
     'cmc': 'configs/cmc/cmc_r18-w32_1xb64-3000it_fmnist.py',
     'cmc-lcrops': 'configs/cmc/cmc-lcrops_r18-w32_1xb64-3000it_fmnist.py',
     'cpcv2': 'configs/cpc/cpcv2_r18-w32_1xb64-3000it_fmnist.py',
+    'amdim': 'configs/amdim/amdim_r18-w32_1xb64-3000it_fmnist.py',
     'dino': 'configs/dino/dino_r18-w32_1xb64-3000it_fmnist.py',
     'dino-vit': 'configs/dino/dino_vit-tiny-p4_1xb64-3000it_fmnist.py',
     'simclr': 'configs/simclr/simclr_r18-w32_1xb64-3000it_fmnist.py',
