@@ -1,5 +1,5 @@
 # AMDIM on Fashion-MNIST with the shared pretext budget: the ImageNet recipe's objective,
-# views and Adam at 32 px, a 512-d embedding; choices: configs/amdim/README.md.
+# views and Adam at 32 px, a 256-d embedding; choices: configs/amdim/README.md.
 #   python tools/train.py configs/amdim/amdim_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./amdim_r50_4xb120-50e_in1k.py', '../_base_/pretext_fmnist.py']
 
@@ -7,7 +7,7 @@ model = dict(
     # at 32 px: stage 1 is 8 x 8 (the 7 x 7 role), stage 2 is 4 x 4 (the 5 x 5 role), stage 4
     # (1 x 1) is the global feature
     backbone=dict(_base_.fmnist_backbone, out_indices=(0, 1, 3)),
-    neck=dict(out_channels=512))
+    neck=dict(out_channels=256))  # the encoder's last width, as 1536 = 8 x ndf in the recipe
 
 view_pipeline = [
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.3, 1.0),
