@@ -67,15 +67,17 @@ class AutoEncoderBase(BaseSelfSupervisor):
         in_channels = backbone.get('in_channels', 3) if isinstance(backbone, dict) else 3
         self.input_size = input_size
         self.feat_channels, feat_size = encoder_geometry(self.backbone, in_channels, input_size)
-        if input_size % feat_size[0] or input_size % feat_size[1] \
-                or input_size // feat_size[0] != input_size // feat_size[1]:
+        stride = input_size // feat_size[0]
+        if feat_size[0] != feat_size[1] or stride * feat_size[0] != input_size \
+                or stride & (stride - 1):
             raise ValueError(f'{name}: the backbone maps a {input_size} px image to '
-                             f'{feat_size[0]} x {feat_size[1]}, not an integer stride; set '
-                             f'input_size to a multiple of the backbone stride')
+                             f'{feat_size[0]} x {feat_size[1]}, not a power-of-2 stride the '
+                             f'decoder can invert; set input_size to a multiple of the '
+                             f"backbone's stride (32 for a ResNet)")
         head = copy.deepcopy(head)
         code = code_dim if code_dim is not None else self.feat_channels
         head.setdefault('feat_size', feat_size)
-        head.setdefault('output_stride', input_size // feat_size[0])
+        head.setdefault('output_stride', stride)
         for key, value, what in (('in_channels', code, 'the code has'),
                                  ('out_channels', in_channels, 'the images have')):
             if head.setdefault(key, value) != value:
