@@ -117,6 +117,9 @@ CLUSTERFIT_K = 100
 #: methods whose backbone is not the reference ResNet-18 on RGB (1-channel L input, GroupNorm,
 #: a ViT): their own random initialisation is evaluated too, as their baseline
 OWN_RANDOM = {'cmc', 'cmc-lcrops', 'cpcv2', 'dino-vit', 'colorization', 'pirl-cifar'}
+#: the auto-encoders' configs feed [0, 1] images (mean 0, std 255), not ImageNet-normalised ones:
+#: their random init differs; 'dae' stands for the three (same backbone and preprocessor)
+OWN_RANDOM |= {'dae'}
 
 #: methods whose training-set subset is part of the method, not of the budget: kept by the
 #: full-train presets (Exemplar-CNN: the seed images are its surrogate classes)
