@@ -11,9 +11,11 @@ One exception, for detection transfer: ``PretrainedCheckHook`` registers into mm
 from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmpretrain.registry import (DATA_SAMPLERS, DATASETS, EVALUATORS, HOOKS,
                                  LOOPS, METRICS, MODEL_WRAPPERS, MODELS,
-                                 OPTIM_WRAPPERS, TRANSFORMS, VISUALIZERS)
+                                 OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS,
+                                 VISUALIZERS)
 
 __all__ = [
     'DATA_SAMPLERS', 'DATASETS', 'EVALUATORS', 'HOOKS', 'LOOPS', 'METRICS',
-    'MODEL_WRAPPERS', 'ROOT_HOOKS', 'MODELS', 'OPTIM_WRAPPERS', 'TRANSFORMS', 'VISUALIZERS'
+    'MODEL_WRAPPERS', 'ROOT_HOOKS', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS',
+    'TRANSFORMS', 'VISUALIZERS'
 ]
