@@ -18,7 +18,8 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.model import MMDistributedDataParallel
+from mmengine.device import get_device
+from mmengine.model import MMDistributedDataParallel, MMSeparateDistributedDataParallel
 
 from mmssl_ext.registry import MODEL_WRAPPERS
 
@@ -143,6 +144,30 @@ class MMSSLDistributedDataParallel(MMDistributedDataParallel):
             module = CPUSyncBatchNorm.convert(module)
         super().__init__(
             module=module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+
+@MODEL_WRAPPERS.register_module()
+class MMSSLSeparateDistributedDataParallel(MMSeparateDistributedDataParallel):
+    """mmengine's per-sub-module DDP (one DDP per trainable child: a GAN's networks, each
+    stepped by its own optimiser) whose children are :class:`MMSSLDistributedDataParallel`, so
+    that it also runs on CPU (gloo).  Configs name it as
+    ``model_wrapper_cfg=dict(type='mmpretrain.MMSSLSeparateDistributedDataParallel')``.
+    """
+
+    def __init__(self, module: nn.Module, broadcast_buffers: bool = False,
+                 find_unused_parameters: bool = False, **kwargs):
+        nn.Module.__init__(self)  # as mmengine's: no DDP of the whole model
+        self.module = module
+        device = get_device()
+        for name, sub_module in module._modules.items():
+            if sub_module is None:
+                continue
+            sub_module = sub_module.to(device)
+            if any(p.requires_grad for p in sub_module.parameters()):
+                sub_module = MMSSLDistributedDataParallel(
+                    module=sub_module, broadcast_buffers=broadcast_buffers,
+                    find_unused_parameters=find_unused_parameters, **kwargs)
+            module._modules[name] = sub_module
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
