@@ -1,4 +1,5 @@
 from . import atomic_checkpoint  # noqa: F401  (registers AtomicCheckpointHook, 'atomic_local')
+from . import multi_optim  # noqa: F401  (registers MultiOptimWrapperConstructor)
 from .dist import MMSSLDistributedDataParallel, setup_cpu_distributed
 from .hooks import KNNEvalHook, PretrainedCheckHook, PretrainedKeysError
 from .runner import SSLRunner, apply_runtime, build_runner
