@@ -3,6 +3,7 @@ from .knn_hook import KNNEvalHook
 from .la_hook import LocalAggregationHook  # noqa: F401
 from .deepcluster_hook import DeepClusterHook  # noqa: F401
 from .exemplar_check import ExemplarClassesCheckHook  # noqa: F401
+from .gan_samples import GANSamplesHook  # noqa: F401
 from .memory_bank_check import MemoryBankSizeCheckHook
 from .odc_hook import ODCHook  # noqa: F401
 from .online_linear_probe import OnlineLinearProbeHook  # noqa: F401
