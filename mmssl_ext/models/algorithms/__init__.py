@@ -1,3 +1,4 @@
+from .bigbigan import BigBiGAN  # noqa: F401
 from .cmc import CMC, CMCDataPreprocessor
 from .colorization import Colorization, ColorizationDataPreprocessor
 from .cpc import CPCv2
