@@ -6,3 +6,5 @@ from .dino_head import DINOHead, MMSSLDINOHead  # noqa: F401
 from .sela_head import SeLaHead  # noqa: F401
 from .ae_decoder import AEDecoderHead  # noqa: F401
 from .ae_code import AECodeLayer, AEGaussianPosterior  # noqa: F401
+from .bigbigan_generator import BigBiGANGenerator  # noqa: F401
+from .bigbigan_discriminator import BigBiGANDiscriminator  # noqa: F401
