@@ -10,5 +10,6 @@ from .amdim_nce import AMDIMNCELoss  # noqa: F401
 from .ae_reconstruction import AEReconstructionLoss  # noqa: F401
 from .contractive import ContractivePenalty  # noqa: F401
 from .elbo import ELBOLoss  # noqa: F401
+from .gan_hinge import GANHingeLoss  # noqa: F401
 
 __all__ = ['DistillationKLLoss', 'InfoNCELoss', 'NCELoss']
