@@ -66,7 +66,10 @@ def test_reconstruction_loss_errors():
 
 
 # ------------------------------------------------------------------------------- the decoder
-def _model(kind, **kw):
+def build_ae(kind, init=False, **kw):
+    """A tiny auto-encoder of ``kind`` ('dae', 'cae', 'vae'): ResNet-18 at width 8, 16-d decoder
+    map; ``kw`` overrides the model config (shared by test_dae / test_contractive_ae /
+    test_vae)."""
     backbone = dict(type='ResNet', depth=18, stem_channels=8, base_channels=8)
     cfg = dict(type={'dae': 'DenoisingAE', 'cae': 'ContractiveAE', 'vae': 'VariationalAE'}[kind],
                backbone=backbone, head=dict(type='AEDecoderHead', fc_channels=16))
@@ -76,35 +79,38 @@ def _model(kind, **kw):
         cfg['posterior'] = dict(type='AEGaussianPosterior', latent_dim=5)
     cfg.update(kw)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(cfg)
+        model = MODELS.build(cfg)
+    if init:
+        model.init_weights()
+    return model
 
 
 @pytest.mark.parametrize('input_size,feat', [(32, 1), (64, 2)])
 def test_decoder_sized_from_the_backbone(input_size, feat):
     for kind, code in (('dae', 64), ('cae', 6), ('vae', 5)):
-        model = _model(kind, input_size=input_size)
+        model = build_ae(kind, input_size=input_size)
         head = model.head
         assert (head.in_channels, head.feat_size, head.output_stride) == \
             (code, (feat, feat), input_size // feat), kind
         out = head(torch.zeros(2, code))
         assert out.shape == (2, 3, input_size, input_size)
     # any backbone: a ResNet-50 has 2048 channels, the decoder follows
-    deep = _model('dae', backbone=dict(type='ResNet', depth=50, base_channels=8))
+    deep = build_ae('dae', backbone=dict(type='ResNet', depth=50, base_channels=8))
     assert deep.head.in_channels == 256 and deep.feat_channels == 256
 
 
 def test_decoder_and_model_errors():
     with pytest.raises(ValueError, match='head.in_channels=7 but the code has 64'):
-        _model('dae', head=dict(type='AEDecoderHead', in_channels=7))
+        build_ae('dae', head=dict(type='AEDecoderHead', in_channels=7))
     with pytest.raises(ValueError, match='decoder outputs .* input_size=32'):
-        _model('dae', head=dict(type='AEDecoderHead', feat_size=2))
+        build_ae('dae', head=dict(type='AEDecoderHead', feat_size=2))
     with pytest.raises(ValueError, match="not a power-of-2 stride.*backbone's stride"):
-        _model('dae', input_size=40)
+        build_ae('dae', input_size=40)
     with pytest.raises(ValueError, match='input_size must be a positive int'):
-        _model('dae', input_size=0)
+        build_ae('dae', input_size=0)
     with pytest.raises(ValueError, match='expected a B x 64 code'):
         AEDecoderHead(64, 1, 32)(torch.zeros(2, 63))
-    model = _model('vae')
+    model = build_ae('vae')
     with pytest.raises(ValueError, match=r'expected B x C x 32 x 32 images .*model.input_size'):
         model.loss([torch.zeros(2, 3, 16, 16)], None)
     with pytest.raises(ValueError, match='one view per sample, got 2.*CorruptedPair'):

@@ -5,15 +5,14 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.registry import DefaultScope
 from torch.autograd.functional import jacobian
 
 import mmssl_ext  # noqa: F401
 from mmssl_ext.models.losses.contractive import (ContractivePenalty, code_layer_jacobian_sq,
                                                  input_jacobian_sq)
-from mmssl_ext.registry import MODELS
 from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
+from tests.models.test_autoencoders import build_ae
 
 CAE_CFG = osp.join(REPO, 'configs/contractive_ae/contractive-ae_r18-w32_1xb64-3000it_fmnist.py')
 
@@ -88,14 +87,9 @@ def test_penalty_module_modes_and_errors():
 
 
 def _cae(mode='input'):
-    cfg = dict(type='ContractiveAE', input_size=16,
-               backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8),
-               code_layer=dict(type='AECodeLayer', code_dim=4),
-               penalty=dict(type='ContractivePenalty', mode=mode, loss_weight=0.1),
-               head=dict(type='AEDecoderHead', fc_channels=16))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg)
-    model.init_weights()
+    model = build_ae('cae', init=True, input_size=16,
+                     code_layer=dict(type='AECodeLayer', code_dim=4),
+                     penalty=dict(type='ContractivePenalty', mode=mode, loss_weight=0.1))
     return model.eval()  # eval: BatchNorm does not couple the samples of the batch
 
 
@@ -118,16 +112,10 @@ def test_model_penalises_the_jacobian_of_the_whole_encoder():
 
 
 def test_model_errors():
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        with pytest.raises(ValueError, match='code_layer.code_dim .* is required'):
-            MODELS.build(dict(type='ContractiveAE', code_layer=dict(type='AECodeLayer'),
-                              backbone=dict(type='ResNet', depth=18, base_channels=8),
-                              head=dict(type='AEDecoderHead')))
-        with pytest.raises(ValueError, match='code_layer.in_channels=3 but the backbone has 64'):
-            MODELS.build(dict(type='ContractiveAE',
-                              code_layer=dict(type='AECodeLayer', code_dim=4, in_channels=3),
-                              backbone=dict(type='ResNet', depth=18, base_channels=8),
-                              head=dict(type='AEDecoderHead')))
+    with pytest.raises(ValueError, match='code_layer.code_dim .* is required'):
+        build_ae('cae', code_layer=dict(type='AECodeLayer'))
+    with pytest.raises(ValueError, match='code_layer.in_channels=3 but the backbone has 64'):
+        build_ae('cae', code_layer=dict(type='AECodeLayer', code_dim=4, in_channels=3))
 
 
 def test_exact_resume(tiny_tree, tmp_path):

@@ -5,14 +5,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import DefaultScope
 
 import mmssl_ext  # noqa: F401
 from mmssl_ext.datasets.transforms.corruption import (AdditiveGaussianNoise, CorruptedPair,
                                                       MaskingNoise, SaltAndPepperNoise)
-from mmssl_ext.registry import MODELS
 from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
+from tests.models.test_autoencoders import build_ae
 
 DAE_CFG = osp.join(REPO, 'configs/dae/dae_r18-w32_1xb64-3000it_fmnist.py')
 
@@ -96,14 +95,7 @@ def test_corruption_errors():
 
 # ---------------------------------------------------------------------------------- the model
 def _dae(**kw):
-    cfg = dict(type='DenoisingAE', input_size=16,
-               backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8),
-               head=dict(type='AEDecoderHead', fc_channels=16))
-    cfg.update(kw)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg)
-    model.init_weights()
-    return model
+    return build_ae('dae', init=True, input_size=16, **kw)
 
 
 def test_loss_reconstructs_the_clean_view_from_the_corrupted_one():

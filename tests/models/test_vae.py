@@ -7,13 +7,12 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import DefaultScope
 
 import mmssl_ext  # noqa: F401
 from mmssl_ext.models.losses.elbo import ELBOLoss, gaussian_kl
-from mmssl_ext.registry import MODELS
 from tests.cli.test_exact_resume import _COMMON, _check_exact_resume
 from tests.helpers import REPO
+from tests.models.test_autoencoders import build_ae
 
 VAE_CFG = osp.join(REPO, 'configs/vae/vae_r18-w32_1xb64-3000it_fmnist.py')
 
@@ -83,15 +82,8 @@ def test_elbo_is_log_evidence_at_the_exact_posterior():
 
 
 def _vae(**kw):
-    cfg = dict(type='VariationalAE', input_size=16,
-               backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8),
-               posterior=dict(type='AEGaussianPosterior', latent_dim=3),
-               head=dict(type='AEDecoderHead', fc_channels=16))
-    cfg.update(kw)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg)
-    model.init_weights()
-    return model
+    kw.setdefault('posterior', dict(type='AEGaussianPosterior', latent_dim=3))
+    return build_ae('vae', init=True, input_size=16, **kw)
 
 
 def test_reparameterisation_and_its_gradients():
