@@ -36,11 +36,15 @@ def test_objective_and_embedding():
     recipe.assert_values(cfg.model.backbone, dict(type='ResNet', depth=50, out_indices=[2, 3]))
 
 
-def test_local_maps_at_128_and_224_px():
+def test_local_maps_at_128_and_224_px_and_a_training_step():
     """The 7x7 and 5x5 roles: ResNet-50 stage 3 and stage 4 (8 x 8 and 4 x 4 at the recipe's
-    128 px; 14 x 14 and 7 x 7 at 224 px)."""
-    from mmssl_ext.registry import MODELS
-    model_cfg = recipe.plain(recipe.load(PATH).model)
+    128 px; 14 x 14 and 7 x 7 at 224 px); the pipeline's two 128 px views train the model."""
+    import numpy as np
+    from mmengine.dataset import default_collate
+
+    from mmssl_ext.registry import MODELS, TRANSFORMS
+    cfg = recipe.load(PATH)
+    model_cfg = recipe.plain(cfg.model)
     model_cfg['neck']['out_channels'] = 8  # the geometry is tested, not the embedding width
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(model_cfg).eval()
@@ -50,6 +54,19 @@ def test_local_maps_at_128_and_224_px():
             r7, r5, r1 = model.embed(torch.zeros(1, 3, size, size))
             assert r7.shape == (1, 8, h7, h7) and r5.shape == (1, 8, h5, h5)
             assert r1.shape == (1, 8)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipeline = [TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline[1:]]
+    batch = []
+    for seed in (0, 1):
+        res = dict(img=np.random.RandomState(seed).randint(0, 256, (150, 200, 3), np.uint8))
+        for t in pipeline:
+            res = t(res)
+        assert [v.shape for v in res['inputs']] == [(3, 128, 128)] * 2
+        batch.append(res)
+    model.train()
+    data = model.data_preprocessor(default_collate(batch), True)
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 def test_views():
