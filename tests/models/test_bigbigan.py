@@ -97,8 +97,21 @@ def test_networks_shapes_spectral_norm_and_errors():
     sn = lambda m: [n for n, _ in m.named_modules() if n.endswith('parametrizations')]  # noqa
     assert len(sn(model.generator)) == 1 + 3 * 3 + 1 and len(sn(model.discriminator)) > 10
     assert not sn(model.neck) and not sn(model.backbone)
-    mu, sigma = model.neck(model.backbone(torch.randn(2, 3, 32, 32)))
+    x = torch.randn(2, 3, 32, 32)
+    mu, sigma = model.neck(model.backbone(x))
     assert mu.shape == sigma.shape == (2, LATENT) and (sigma > 0).all()
+    # z^ = mu + sigma * eps, eps from torch's generator; a deterministic head gives mu
+    model.eval()  # BatchNorm statistics fixed: the same mu in each call
+    torch.manual_seed(3)
+    z_hat = model.encode(x)
+    torch.manual_seed(3)
+    eps = torch.randn(2, LATENT)
+    mu, sigma = model.neck(model.backbone(x))
+    torch.testing.assert_close(z_hat, mu + sigma * eps)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        det = MODELS.build(_cfg(**{'model.neck.stochastic': False}).model).eval()
+    mu, sigma = det.neck(det.backbone(x))
+    assert sigma is None and torch.equal(det.encode(x), mu)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         with pytest.raises(ValueError, match='give 32 px, not out_size=64'):
             MODELS.build(dict(type='BigBiGANGenerator', latent_dim=4, out_size=64,
