@@ -47,9 +47,9 @@ train_dataloader = dict(batch_size=batch_size, dataset=dict(pipeline=train_pipel
 # one optimiser for E (backbone + neck) and G, one for D (mmssl_ext/engine/multi_optim.py)
 optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper', optimizer=adam,
-                   modules=['generator', 'backbone', 'neck']),
-    discriminator=dict(type='OptimWrapper', optimizer=adam, modules=['discriminator']))
+    type='OptimWrapper',  # for both (tools/train.py --amp replaces it)
+    generator=dict(optimizer=adam, modules=['generator', 'backbone', 'neck']),
+    discriminator=dict(optimizer=adam, modules=['discriminator']))
 # one schedule per optimiser: constant learning rates
 param_scheduler = dict(
     generator=[dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=max_iters)],

@@ -16,6 +16,10 @@ this one also lets one optimiser own several sub-modules (BigBiGAN's encoder and
 Each entry is an ordinary optimiser-wrapper config (``type`` defaults to ``OptimWrapper``,
 ``paramwise_cfg`` allowed) plus ``modules``: the model's sub-modules (attribute names) it owns,
 by default ``[<key>]``.  Every trainable parameter must belong to exactly one entry.
+Wrapper settings at the top level (``type``, ``dtype``, ``loss_scale``, ``clip_grad``,
+``accumulative_counts``) apply to every entry, so ``tools/train.py --amp`` (which sets
+``optim_wrapper.type`` / ``dtype``) puts every optimiser under AMP; an entry that sets one of
+them to another value is an error.
 """
 import copy
 from collections import OrderedDict
@@ -26,6 +30,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 
 from mmssl_ext.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+#: wrapper settings that may stand at the top level, for every entry
+SHARED_KEYS = ('type', 'dtype', 'loss_scale', 'clip_grad', 'accumulative_counts')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -44,12 +51,11 @@ class MultiOptimWrapperConstructor:
                              'to one optimiser; put it inside the entry it is for, e.g. '
                              'optim_wrapper.generator.paramwise_cfg')
         cfg = dict(optim_wrapper_cfg)
-        if 'type' in cfg or 'optimizer' in cfg:
-            key = 'type' if 'type' in cfg else 'optimizer'
-            raise ValueError(f'MultiOptimWrapperConstructor: optim_wrapper.{key}={cfg[key]!r} '
-                             f'is for one optimiser; each entry has its own (e.g. '
-                             f'optim_wrapper.generator.{key}); tools/train.py --amp sets only '
-                             f'optim_wrapper.type: set each entry\'s type instead')
+        if 'optimizer' in cfg:
+            raise ValueError(f'MultiOptimWrapperConstructor: optim_wrapper.optimizer='
+                             f'{cfg["optimizer"]!r} is for one optimiser; give each entry its '
+                             f'own (e.g. optim_wrapper.generator.optimizer)')
+        self.shared = {k: cfg.pop(k) for k in SHARED_KEYS if k in cfg}
         bad = [k for k, v in cfg.items() if not isinstance(v, dict)]
         if not cfg or bad:
             raise ValueError(f'MultiOptimWrapperConstructor: optim_wrapper needs one dict per '
@@ -66,6 +72,11 @@ class MultiOptimWrapperConstructor:
             cfg = copy.deepcopy(cfg)
             modules = list(cfg.pop('modules', [name]))
             paramwise = cfg.pop('paramwise_cfg', None)
+            for key, value in self.shared.items():
+                if key in cfg and cfg[key] != value:
+                    raise ValueError(f'optim_wrapper.{key}={value!r} applies to every optimiser '
+                                     f'but optim_wrapper.{name}.{key}={cfg[key]!r}; remove one')
+                cfg[key] = copy.deepcopy(value)
             missing = [m for m in modules if m not in children]
             if not modules or missing:
                 raise KeyError(f'optim_wrapper.{name}.modules={modules}: '

@@ -16,7 +16,8 @@ def test_two_optimisers():
     cfg = R.load(CFG)
     ow = R.plain(cfg.optim_wrapper)
     assert ow['constructor'] == 'MultiOptimWrapperConstructor'
-    assert set(ow) == {'constructor', 'generator', 'discriminator'}
+    assert set(ow) == {'constructor', 'type', 'generator', 'discriminator'}
+    assert ow['type'] == 'OptimWrapper'  # for both (--amp replaces it)
     # hparams.py: lr_gen = lr_disc = 2e-4, betas (0.5, 0.999); no weight decay
     for name in ('generator', 'discriminator'):
         R.assert_values(ow[name]['optimizer'], dict(type='Adam', lr=2e-4, betas=[0.5, 0.999],

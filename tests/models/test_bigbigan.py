@@ -181,17 +181,24 @@ def test_multi_optim_constructor_errors():
                  discriminator=dict(optimizer=adam)),
             ValueError, r"\['backbone', 'neck'\] have no optimiser"),
            (dict(generator='Adam'), ValueError, 'one dict per optimiser'),
-           # tools/train.py --amp on a multi-optimiser config
-           (dict(type='AmpOptimWrapper', generator=dict(optimizer=adam)), ValueError,
-            "optim_wrapper.type='AmpOptimWrapper' is for one optimiser")]
+           (dict(optimizer=adam, generator=dict(optimizer=adam)), ValueError,
+            'is for one optimiser'),
+           (dict(type='AmpOptimWrapper', generator=dict(type='OptimWrapper', optimizer=adam)),
+            ValueError, "optim_wrapper.type='AmpOptimWrapper' applies to every optimiser but "
+                        "optim_wrapper.generator.type='OptimWrapper'")]
     for cfg, error, match in bad:
         with pytest.raises(error, match=match):
             MultiOptimWrapperConstructor(cfg)(model)
-    wrappers = MultiOptimWrapperConstructor(dict(
-        generator=dict(optimizer=adam, modules=list(EG_MODULES)),
-        discriminator=dict(optimizer=adam)))(model)
+    # top-level wrapper settings (what tools/train.py --amp sets) reach every optimiser
+    from mmssl_ext.engine.cpu_amp import CPUAmpOptimWrapper
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        wrappers = MultiOptimWrapperConstructor(dict(
+            type='CPUAmpOptimWrapper', dtype='bfloat16',
+            generator=dict(optimizer=adam, modules=list(EG_MODULES)),
+            discriminator=dict(optimizer=adam)))(model)
     assert isinstance(wrappers, OptimWrapperDict)
     assert list(wrappers.keys()) == ['generator', 'discriminator']
+    assert all(type(w) is CPUAmpOptimWrapper for w in wrappers.values())
 
 
 def test_in1k_config_encoder_reads_larger_images():
