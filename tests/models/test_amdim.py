@@ -155,10 +155,10 @@ def test_exact_resume_with_collapse_monitor_and_knn_hook(tiny_tree, tmp_path):
         loaders[split] = dict(knn[split], batch_size=8, num_workers=0)
         loaders[split]['dataset'] = dict(knn[split]['dataset'], data_root=tiny_tree)
     # the runtime's hooks listed (a custom_hooks list replaces the merged one), the monitor and
-    # the kNN hook every 3 iterations
+    # the kNN hook at the last iteration (the monitor also before the first)
     extra = dict(custom_hooks=[dict(type='NaNLossCheckHook'), dict(type='RNGStateHook'),
-                               dict(type='CollapseMonitorHook', interval=3, num_samples=8),
-                               dict(type='KNNEvalHook', interval=3, by_epoch=False, ks=(5, ),
+                               dict(type='CollapseMonitorHook', interval=6, num_samples=8),
+                               dict(type='KNNEvalHook', interval=6, by_epoch=False, ks=(5, ),
                                     **loaders)])
     _check_exact_resume(FMNIST_CFG, _tiny_opts(tiny_tree), tmp_path, controls=(), extra=extra)
     rows = [json.loads(line) for line in open(
