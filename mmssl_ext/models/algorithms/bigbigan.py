@@ -64,8 +64,9 @@ class BigBiGAN(BaseSelfSupervisor):
     ``G``'s resolution (the paper's encoder reads 256 px, ``G`` / ``D`` 128 px).
 
     Randomness: ``z`` and the encoder's ``eps`` are drawn from torch's global generator for the
-    global batch (``world_size x B`` rows) and each rank takes its rows: every rank draws alike
-    and a DDP run sees the noise a single process with the global batch would.
+    global batch (``world_size x B`` rows) and each rank takes its rows: with one seed on every
+    rank (``randomness.diff_rank_seed=False``) a DDP run sees the noise a single process with
+    the global batch would; with per-rank seeds the ranks' rows are independent draws.
 
     Under DDP the model needs per-network wrappers (``model_wrapper_cfg=dict(type=
     'mmpretrain.MMSSLSeparateDistributedDataParallel')``): each step then all-reduces the
