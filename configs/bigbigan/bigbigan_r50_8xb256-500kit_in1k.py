@@ -30,7 +30,7 @@ model = dict(
     discriminator=dict(type='BigBiGANDiscriminator', latent_dim=latent_dim,
                        channels=[ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch, 16 * ch],
                        downsample=[True, True, True, True, True, False],
-                       mlp_channels=2048, mlp_layers=8, spectral_norm=True),
+                       mlp_channels=1024, mlp_layers=8, spectral_norm=True),
     loss=dict(type='GANHingeLoss', weights=dict(x=1.0, z=1.0, xz=1.0)),
     disc_steps=2,
     gan_size=gan_size)
