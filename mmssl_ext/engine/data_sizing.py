@@ -125,7 +125,7 @@ def check_resume(model, checkpoint: dict, n: int, filename: str) -> None:
         saved = state.get(buf, state.get('module.' + buf, None))
         if saved is None:
             continue
-        rows, key = int(saved.shape[0]), size_key(name, module)
+        rows, key = int(saved.shape[module.SIZED_DIM]), size_key(name, module)
         size = module.data_size
         if trained_on is not None:
             was, data_changed = trained_on, trained_on != n

@@ -116,6 +116,45 @@ def test_unset_keys_are_found_and_set_from_the_folder(folder):
     assert unsized.num_samples == 6 and unsized.pseudo_labels.tolist() == [0, 1, 1, 0, 1, 0]
 
 
+def test_sela_and_pcl_are_sized_from_the_folder_or_a_checkpoint(folder):
+    """SeLa (labels heads x N: the size on dim 1) and PCL (one label row per prototype set)."""
+    from mmpretrain.structures import DataSample
+    sela = dict(type='SeLa', backbone=TINY_BACKBONE, neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='SeLaHead', in_channels=64, num_classes=3, num_heads=2))
+    pcl = dict(type='PCL', backbone=TINY_BACKBONE,
+               neck=dict(type='MoCoV2Neck', in_channels=64, hid_channels=16, out_channels=8),
+               head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
+                         temperature=0.2),
+               num_clusters=[2, 3], queue_len=8, feat_dim=8)
+    for cfg, buffers, shape in ((sela, ['pseudo_labels'], (2, 6)),
+                                (pcl, ['im2cluster_0', 'im2cluster_1'], (6, ))):
+        model, _, n, keys = _size(cfg, folder)
+        assert (n, keys) == (6, ['model.num_samples'])
+        built = _build(model)
+        assert built.num_samples == 6
+        for name in buffers:
+            assert getattr(built, name).shape == shape and bool((getattr(built, name) == -1).all())
+        # built unsized (a tool reading the training config): no rows, refuses to train, adopts
+        # a checkpoint's N
+        unsized = _build(cfg)
+        assert unsized.num_samples is None
+        with pytest.raises(RuntimeError, match='num_samples .*is unset'):
+            img = torch.zeros(2, 3, 16, 16)
+            unsized.loss([img, img], [DataSample(metainfo=dict(sample_idx=i)) for i in (0, 1)])
+        for name in buffers:
+            getattr(built, name).copy_(torch.arange(6).remainder(2).expand(shape))
+        unsized.load_state_dict(built.state_dict())
+        assert unsized.num_samples == 6
+        for name in buffers:
+            assert torch.equal(getattr(unsized, name), getattr(built, name))
+    assert _build(pcl).prototypes_ready is False  # an unsized PCL has no prototypes to use
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # K > N once N is known
+        with pytest.raises(ValueError, match=r'K=3 classes .* > N=2'):
+            MODELS.build(dict(sela, num_samples=2))
+        with pytest.raises(ValueError, match=r'\[2, num_samples=2\]'):
+            MODELS.build(dict(pcl, num_samples=2))
+
+
 def test_unsized_modules_take_the_checkpoint_size_and_refuse_to_run_unsized():
     saved = MemoryBank(length=7, feat_dim=4, num_negatives=2)
     bank = MemoryBank(feat_dim=4, num_negatives=2)

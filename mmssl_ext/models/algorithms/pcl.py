@@ -1,4 +1,5 @@
 """PCL: Prototypical Contrastive Learning (Li, Zhou, Xiong & Hoi, ICLR 2021)."""
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -11,11 +12,18 @@ from mmpretrain.structures import DataSample
 
 from mmssl_ext.models.algorithms.deepcluster import sample_indices
 from mmssl_ext.models.algorithms.local_agg import check_num_clusters
+from mmssl_ext.models.memories.data_sized import DataSizedMixin, unset_size_error
 from mmssl_ext.registry import MODELS
 
 
+def _check_num_samples(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f'PCL: num_samples must be an int >= 2 (the training set size), '
+                         f'got {n!r}')
+
+
 @MODELS.register_module()
-class PCL(MoCo):
+class PCL(DataSizedMixin, MoCo):
     r"""PCL: mmpretrain's MoCo (momentum encoder, queue, InfoNCE) plus ProtoNCE.
 
     ``loss = InfoNCE(q, k, queue) + 1/M sum_m ProtoNCE_m(q)`` over ``M`` sets of prototypes
@@ -32,17 +40,20 @@ class PCL(MoCo):
     Args:
         backbone / neck / head / queue_len / feat_dim / momentum: as mmpretrain's ``MoCo``
             (the head's ``temperature`` is also the mean concentration).
-        num_samples: the training set size (the length of ``im2cluster_m``).
+        num_samples: the training set size (the length of ``im2cluster_m``); left unset
+            (``None``) in a config, ``SSLRunner`` sets it from the training set.
         num_clusters: K of each prototype set, each in ``[2, num_samples]``.
         num_negative_prototypes: ``r`` (16384 officially, the ``--pcl-r`` of the queue).
         proto_loss: :class:`ProtoNCELoss` config.
     """
 
+    SIZE_ARG = 'num_samples'
+
     def __init__(self,
                  backbone: dict,
                  neck: dict,
                  head: dict,
-                 num_samples: int,
+                 num_samples: Optional[int] = None,
                  num_clusters: Sequence[int] = (25000, 50000, 100000),
                  num_negative_prototypes: Optional[int] = 16384,
                  queue_len: int = 16384,
@@ -54,23 +65,38 @@ class PCL(MoCo):
         super().__init__(backbone=backbone, neck=neck, head=head, queue_len=queue_len,
                          feat_dim=feat_dim, momentum=momentum,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f'PCL: num_samples must be an int >= 2 (the training set size), '
-                             f'got {num_samples!r}')
-        check_num_clusters('PCL', num_clusters, num_samples, 'num_samples',
-                           'the training set size')
+        if num_samples is None:  # K <= N is checked once N is known (allocate_rows)
+            check_num_clusters('PCL', num_clusters, sys.maxsize, 'num_samples',
+                               'unset: set from the training set')
+        else:
+            _check_num_samples(num_samples)
+            check_num_clusters('PCL', num_clusters, num_samples, 'num_samples',
+                               'the training set size')
+        self.num_clusters: List[int] = [int(k) for k in num_clusters]
         if num_negative_prototypes is not None and num_negative_prototypes < 1:
             raise ValueError(f'PCL: num_negative_prototypes must be >= 1 or None, got '
                              f'{num_negative_prototypes}')
-        self.num_samples = num_samples
-        self.num_clusters: List[int] = [int(k) for k in num_clusters]
         self.num_negative_prototypes = num_negative_prototypes
         self.proto_loss = MODELS.build(proto_loss)
+        self.SIZED_BUFFERS = tuple(f'im2cluster_{m}' for m in range(len(self.num_clusters)))
         for m, k in enumerate(self.num_clusters):
-            self.register_buffer(f'im2cluster_{m}', torch.full((num_samples, ), -1,
-                                                               dtype=torch.long))
             self.register_buffer(f'prototypes_{m}', torch.zeros(k, feat_dim))
             self.register_buffer(f'concentration_{m}', torch.ones(k))
+        self.num_samples: Optional[int] = None
+        if num_samples is None:  # unsized: SSLRunner or a checkpoint sets it
+            for name in self.SIZED_BUFFERS:
+                self.register_buffer(name, torch.empty(0, dtype=torch.long))
+        else:
+            self.allocate_rows(num_samples)
+
+    def allocate_rows(self, n: int, fill: bool = True) -> None:
+        """``n`` samples, none assigned to a prototype yet (``-1``) in any set."""
+        _check_num_samples(n)
+        check_num_clusters('PCL', self.num_clusters, n, 'num_samples', 'the training set size')
+        self.num_samples = n
+        device = self.queue.device
+        for name in self.SIZED_BUFFERS:
+            self.register_buffer(name, torch.full((n, ), -1, dtype=torch.long, device=device))
 
     def prototypes(self, m: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(im2cluster, prototypes, concentration)`` of set ``m``."""
@@ -79,8 +105,8 @@ class PCL(MoCo):
 
     @property
     def prototypes_ready(self) -> bool:
-        return all(bool((self.prototypes(m)[0] >= 0).all())
-                   for m in range(len(self.num_clusters)))
+        return self.num_samples is not None and all(
+            bool((self.prototypes(m)[0] >= 0).all()) for m in range(len(self.num_clusters)))
 
     @torch.no_grad()
     def set_prototypes(self, m: int, im2cluster: torch.Tensor, prototypes: torch.Tensor,
@@ -130,6 +156,8 @@ class PCL(MoCo):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError('PCL expects two views per image (a MultiView transform with '
                              'num_views=2 in the pipeline)')
+        if self.num_samples is None:  # PCLHook could never cluster: fail before training
+            raise unset_size_error('PCL', 'num_samples')
         im_q, im_k = inputs
         q = F.normalize(self.neck(self.backbone(im_q))[0], dim=1)
         with torch.no_grad():  # mmpretrain's MoCo key path

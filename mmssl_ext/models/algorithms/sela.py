@@ -7,11 +7,12 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from mmssl_ext.models.algorithms.deepcluster import sample_indices
+from mmssl_ext.models.memories.data_sized import DataSizedMixin, unset_size_error
 from mmssl_ext.registry import MODELS
 
 
 @MODELS.register_module()
-class SeLa(BaseSelfSupervisor):
+class SeLa(DataSizedMixin, BaseSelfSupervisor):
     r"""SeLa: classify every image into pseudo classes that are an equal partition of the data.
 
     Training minimises ``mean_h CE(head_h(pool(f(x_i))), y_{h,i})`` over ``H`` heads; from time
@@ -23,30 +24,44 @@ class SeLa(BaseSelfSupervisor):
     Args:
         backbone / neck: backbone and pooling (``GlobalAveragePooling``).
         head: :class:`SeLaHead` (``num_heads`` x ``num_classes``).
-        num_samples: the training set size.
+        num_samples: the training set size; left unset (``None``) in a config, ``SSLRunner``
+            sets it from the training set.
     """
 
     pseudo_labels: torch.Tensor
+    SIZE_ARG = 'num_samples'
+    SIZED_BUFFERS = ('pseudo_labels', )
+    SIZED_DIM = 1  # heads x N
 
-    def __init__(self, backbone: dict, neck: dict, head: dict, num_samples: int,
+    def __init__(self, backbone: dict, neck: dict, head: dict,
+                 num_samples: Optional[int] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        self.num_samples: Optional[int] = None
+        if num_samples is None:  # unsized: SSLRunner or a checkpoint sets it
+            self.register_buffer('pseudo_labels',
+                                 torch.empty(self.head.num_heads, 0, dtype=torch.long))
+        else:
+            self.allocate_rows(num_samples)
+
+    def allocate_rows(self, n: int, fill: bool = True) -> None:
+        """``n`` samples, none labelled yet (``-1``), one row per head."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f'SeLa: num_samples must be an int >= 2 (the training set size), '
-                             f'got {num_samples!r}')
-        if self.head.num_classes > num_samples:
+                             f'got {n!r}')
+        if self.head.num_classes > n:
             raise ValueError(f'SeLa: K={self.head.num_classes} classes (head.num_classes) > '
-                             f'N={num_samples} samples (num_samples); the equal partition '
-                             f'needs K <= N')
-        self.num_samples = num_samples
-        self.register_buffer('pseudo_labels',
-                             torch.full((self.head.num_heads, num_samples), -1, dtype=torch.long))
+                             f'N={n} samples (num_samples); the equal partition needs K <= N')
+        self.num_samples = n
+        device = self.pseudo_labels.device if hasattr(self, 'pseudo_labels') else None
+        self.register_buffer('pseudo_labels', torch.full((self.head.num_heads, n), -1,
+                                                         dtype=torch.long, device=device))
 
     @property
     def labels_initialized(self) -> bool:
-        return bool((self.pseudo_labels >= 0).all())
+        return self.num_samples is not None and bool((self.pseudo_labels >= 0).all())
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """The pooled features the heads classify."""
@@ -55,6 +70,8 @@ class SeLa(BaseSelfSupervisor):
     @torch.no_grad()
     def set_pseudo_labels(self, labels: torch.Tensor) -> None:
         """Write ``H x N`` labels in ``[0, K)``."""
+        if self.num_samples is None:
+            raise unset_size_error('SeLa', 'num_samples')
         labels = torch.as_tensor(labels)
         if labels.shape != self.pseudo_labels.shape:
             raise ValueError(f'SeLa: labels of shape {tuple(labels.shape)}, expected '

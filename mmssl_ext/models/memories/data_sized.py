@@ -1,7 +1,7 @@
 """Modules with one buffer row per training image, whose size may be left to the training set.
 
-A memory bank (``MemoryBank.length``, ``ODCMemory.length``) or DeepCluster's pseudo labels
-(``DeepCluster.num_samples``) hold one row per training image.  Left unset (``None``) in a
+A memory bank (``MemoryBank.length``, ``ODCMemory.length``) or the pseudo labels of DeepCluster,
+SeLa and PCL (``num_samples``) hold one row per training image.  Left unset (``None``) in a
 config, the size is filled in from the training set by ``SSLRunner`` before the model is built
 (:mod:`mmssl_ext.engine.data_sizing`).  A model built elsewhere with the size unset (a kNN or
 extraction tool building the model from a training config) has empty buffers that take their
@@ -30,6 +30,7 @@ class DataSizedMixin:
 
     SIZE_ARG: str = 'length'
     SIZED_BUFFERS: Tuple[str, ...] = ()
+    SIZED_DIM: int = 0  # the buffers' dimension with one entry per training image
 
     @property
     def data_size(self):
@@ -45,5 +46,5 @@ class DataSizedMixin:
         if self.data_size is None and self.SIZED_BUFFERS:
             saved = state_dict.get(prefix + self.SIZED_BUFFERS[0], None)
             if saved is not None:
-                self.allocate_rows(int(saved.shape[0]), fill=False)
+                self.allocate_rows(int(saved.shape[self.SIZED_DIM]), fill=False)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
