@@ -167,6 +167,14 @@ def test_each_network_only_by_its_own_optimiser():
     assert int(model.num_d_steps) == 2
     with pytest.raises(TypeError, match="two optimisers.*MultiOptimWrapperConstructor"):
         model.train_step(_batch(), OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
+    # a whole-model DDP (mmengine's default wrapper) runs forward(mode='loss'): named
+    import mmssl_ext.models.algorithms.bigbigan as bigbigan_module
+    world_size, bigbigan_module.get_world_size = bigbigan_module.get_world_size, lambda: 2
+    try:
+        with pytest.raises(RuntimeError, match='MMSSLSeparateDistributedDataParallel'):
+            model(_batch()['inputs'], mode='loss')
+    finally:
+        bigbigan_module.get_world_size = world_size
 
 
 def test_multi_optim_constructor_errors():

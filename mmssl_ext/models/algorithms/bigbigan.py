@@ -222,6 +222,12 @@ class BigBiGAN(BaseSelfSupervisor):
              **kwargs) -> Dict[str, torch.Tensor]:
         """Both objectives' terms on one batch (one pass of E, G and D), for inspection; no
         update (training goes through :meth:`train_step`)."""
+        if get_world_size() > 1 and torch.is_grad_enabled() and \
+                not is_model_wrapper(self.discriminator):
+            raise RuntimeError("BigBiGAN under DDP trains each network with its own wrapper: "
+                               "set model_wrapper_cfg=dict(type='mmpretrain."
+                               "MMSSLSeparateDistributedDataParallel') (a whole-model DDP "
+                               "steps one optimiser)")
         x = self._image(inputs)
         z_hat = self.encode(x)
         z = self.noise(x.shape[0], z_hat)
