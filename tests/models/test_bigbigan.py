@@ -38,6 +38,16 @@ TINY = {'model.backbone.stem_channels': 8, 'model.backbone.base_channels': 8,
 EG_MODULES, D_MODULES = ('generator', 'backbone', 'neck'), ('discriminator', )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per test: the tiny networks' ops are too small to split, and two
+    threads wait on each other on a busy 2-core machine (10x slower in the resume test)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cfg(path=FMNIST_CFG, **extra):
     cfg = Config.fromfile(path)
     cfg.merge_from_dict({**TINY, **extra})
