@@ -275,6 +275,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def result_name(args) -> str:
+    """What the run measures: the methods of its rows, the iterations, the seed."""
+    methods = sorted({ROWS[r][0] for r in args.rows})
+    return rep.result_name('+'.join(methods) + '-ablations', 'cpu', f'{args.iters}it',
+                           seed=args.seed)
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -284,9 +291,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                             seed=args.seed, rows={})
     for name in args.rows:
         report['rows'][name] = run_row(name, args)
-    methods = sorted({ROWS[r][0] for r in args.rows})
-    name = args.tag or rep.result_name('+'.join(methods) + '-ablations', 'cpu',
-                                       f'{args.iters}it', seed=args.seed)
+    name = args.tag or result_name(args)
     os.makedirs(args.out, exist_ok=True)
     report['figure'] = plot(report, osp.join(args.out, f'collapse_{name}.png'))
     base = rep.write(report, markdown(report), 'collapse', name, out=args.out)
