@@ -17,6 +17,9 @@ teacher; MoCo, BYOL: the student), ``--weights teacher|student`` picks the other
 names the one used.  ``--representation NAME`` evaluates another representation of a model
 that has several (LooC: ``embeddings``, the concatenated embedding spaces, or
 ``backbone+embeddings``) from the full training checkpoint.
+
+``--holdout N`` chooses between models without test labels: the last N images of the kNN memory
+(the training set) become the queries and the rest the memory; the test set is not read.
 """
 import argparse
 import json
@@ -55,6 +58,29 @@ def _knn_cfg(cfg: Config, config_path: str, train_folder: Optional[str] = None,
     for key in ('train_dataloader', 'val_dataloader'):
         if key not in knn:
             raise KeyError(f'{config_path}: knn_eval lacks {key!r}')
+    return knn
+
+
+def holdout_split(knn: Config, num_holdout: int, where: str = 'knn_eval') -> Config:
+    """``knn`` with its training set split in two: the memory keeps all but the last
+    ``num_holdout`` images, which become the queries (a validation set from training labels)."""
+    import copy
+
+    from mmpretrain.registry import DATASETS
+    train_ds = copy.deepcopy(knn.train_dataloader.dataset)
+    indices = train_ds.get('indices', None)
+    if isinstance(indices, int) or indices is None:
+        total = len(DATASETS.build(train_ds)) if indices is None else indices
+        indices = list(range(total))
+    indices = list(indices)
+    if not 0 < num_holdout < len(indices):
+        raise ValueError(f'--holdout {num_holdout}: {where} has {len(indices)} training images; '
+                         f'hold out between 1 and {len(indices) - 1} of them')
+    knn = copy.deepcopy(knn)
+    knn.train_dataloader.dataset.indices = indices[:-num_holdout]
+    val_ds = copy.deepcopy(train_ds)
+    val_ds.indices = indices[-num_holdout:]
+    knn.val_dataloader.dataset = val_ds
     return knn
 
 
@@ -106,15 +132,19 @@ def run(config: str, checkpoint: str, baseline: bool = False, seed: int = 0,
         progress: bool = True, pixels: bool = False, weights: str = 'default',
         train_folder: Optional[str] = None,
         val_folder: Optional[str] = None,
-        representation: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+        representation: Optional[str] = None,
+        holdout: Optional[int] = None) -> Dict[str, Dict[str, float]]:
     """kNN results per backbone: ``checkpoint`` (its ``weights``, see
     :func:`~mmssl_ext.utils.checkpoint.select_backbone`), ``random_init``, ``raw_pixels``;
     ``train_folder`` / ``val_folder``: labelled folders instead of the config's data;
-    ``representation``: see :func:`representation_backbone`."""
+    ``representation``: see :func:`representation_backbone`; ``holdout``: see
+    :func:`holdout_split`."""
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     knn = _knn_cfg(cfg, config, train_folder, val_folder)
+    if holdout:
+        knn = holdout_split(knn, holdout, where=f'{config} knn_eval')
     ks = tuple(ks or knn.get('ks', (20, 200)))
     temperature = temperature or knn.get('temperature', 0.07)
     results = {}
@@ -181,6 +211,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
                         "checkpoint (LooC: 'embeddings', 'backbone+embeddings'; default: the "
                         'backbone)')
     add_folder_args(p)
+    p.add_argument('--holdout', type=int, metavar='N',
+                   help='validate without test labels: the last N training images are the '
+                        'queries, the rest the memory; the test set is not read')
     p.add_argument('--out', help='write the results as JSON to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of the config, xxx=yyy')
@@ -192,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     results = run(args.config, args.checkpoint, args.baseline, args.seed, args.cfg_options,
                   args.ks, args.temperature, pixels=args.pixels, weights=args.weights,
                   train_folder=args.train_folder, val_folder=args.val_folder,
-                  representation=args.representation)
+                  representation=args.representation, holdout=args.holdout)
     print(format_results(results))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

@@ -96,3 +96,33 @@ def test_raw_pixel_baseline(tiny_tree, tmp_path):
                      for b in loader])
     assert feats.shape[1] == 3 * 32 * 32
     torch.testing.assert_close(feats, ref)
+
+
+def test_holdout_queries_are_the_last_training_images(tiny_tree, tmp_path):
+    """--holdout N: the last N training images are the queries and the rest the memory, the
+    test split is never read (checked by a tree without one); the numbers equal an explicit
+    split of the training set written out as config options."""
+    import shutil
+    tree = str(tmp_path / 'tree')
+    shutil.copytree(tiny_tree, tree)
+    shutil.rmtree(f'{tree}/val')
+    (tmp_path / 'tree' / 'meta' / 'val.txt').unlink()
+    opts = _cfg_dict(tree, tmp_path)
+    n_train = 24  # write_tiny_imagenet_tree: 3 classes x 8, in class order
+    res = knn_eval.run(MOCO_FMNIST_CFG, 'random', pixels=True, ks=(3, ), progress=False,
+                       cfg_options=opts, holdout=10)
+
+    explicit = dict(opts)
+    explicit['knn_eval.train_dataloader.dataset.indices'] = list(range(n_train - 10))
+    explicit['knn_eval.val_dataloader.dataset.split'] = 'train'
+    explicit['knn_eval.val_dataloader.dataset.indices'] = list(range(n_train - 10, n_train))
+    ref = knn_eval.run(MOCO_FMNIST_CFG, 'random', pixels=True, ks=(3, ), progress=False,
+                       cfg_options=explicit)
+    assert res == ref
+    # 14 memory images (8 class 0, 6 class 1) against 10 queries (2 class 1, 8 class 2): class 2
+    # is absent from the memory, so at most the 2 class-1 queries can be right
+    assert res['raw_pixels']['k3_top1'] <= 20.0 + 1e-4
+
+    with pytest.raises(ValueError, match=r'--holdout 24: .*has 24 training images; hold out '
+                                          r'between 1 and 23'):
+        knn_eval.run(MOCO_FMNIST_CFG, 'random', progress=False, cfg_options=opts, holdout=24)
