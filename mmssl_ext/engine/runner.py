@@ -338,7 +338,8 @@ def merge_train_options(cfg: Config, config: str, cfg_options: Optional[dict] = 
                         channels_last: bool = False) -> Config:
     """``tools/train.py``'s flags merged into ``cfg`` (loaded from ``config``) with mmpretrain's
     semantics, then ``cfg_options``; ``resume='auto'`` resumes from the work dir's latest
-    checkpoint; ``amp``: :func:`use_amp`; ``channels_last``: the config key of that name.  Used
+    checkpoint; ``amp``: :func:`use_amp`, also on by the config key ``amp = True``;
+    ``channels_last``: the config key of that name.  Used
     by ``tools/train.py`` and by steps that train a config (ClusterFit's fit)."""
     if no_validate:
         cfg.val_cfg = None
@@ -349,7 +350,8 @@ def merge_train_options(cfg: Config, config: str, cfg_options: Optional[dict] = 
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
-    if amp:
+    # the config key `amp = True` (or `--cfg-options amp=True|False`) is the flag's default
+    if amp or (cfg_options or {}).get('amp', cfg.get('amp', False)):
         use_amp(cfg)
     if channels_last:
         cfg.channels_last = True

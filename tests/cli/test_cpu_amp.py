@@ -218,3 +218,18 @@ def test_speed_benchmark_modes_configure_the_child_and_report_ratios(tmp_path):
     assert row['images_per_second_ratio'] == round(80 / 260, 2)
     with pytest.raises(SystemExit):  # float16 autocast needs a GPU
         speed.parse_args(['--modes', 'fp32', 'fp16'])
+
+
+def test_amp_config_key_is_the_flags_default(bf16, tmp_path):
+    """`amp = True` in a config trains as `--amp` does; `--cfg-options amp=False` turns it off."""
+    def wrapper_type(argv, extra_cfg=None):
+        args = train_api.parse_args([MAIN_CFG, '--work-dir', str(tmp_path), *argv])
+        cfg = load_config(MAIN_CFG)
+        cfg.merge_from_dict(extra_cfg or {})
+        return train_api.merge_args(cfg, args).optim_wrapper.get('type', 'OptimWrapper')
+
+    assert wrapper_type([]) == 'OptimWrapper'
+    assert wrapper_type(['--amp']) == 'CPUAmpOptimWrapper'
+    assert wrapper_type([], {'amp': True}) == 'CPUAmpOptimWrapper'
+    assert wrapper_type(['--cfg-options', 'amp=True']) == 'CPUAmpOptimWrapper'
+    assert wrapper_type(['--cfg-options', 'amp=False'], {'amp': True}) == 'OptimWrapper'
