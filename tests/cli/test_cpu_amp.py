@@ -233,3 +233,32 @@ def test_amp_config_key_is_the_flags_default(bf16, tmp_path):
     assert wrapper_type([], {'amp': True}) == 'CPUAmpOptimWrapper'
     assert wrapper_type(['--cfg-options', 'amp=True']) == 'CPUAmpOptimWrapper'
     assert wrapper_type(['--cfg-options', 'amp=False'], {'amp': True}) == 'OptimWrapper'
+
+
+ROTATION_MAIN_CFG = osp.join(REPO, 'configs/pirl/pirl-rotation_r18-w32_1xb64-5000it_fmnist.py')
+
+
+def test_rotation_main_job_trains_in_float32_channels_last_on_rotated_views(tiny_tree, tmp_path):
+    """scripts/main.sh's config runs 2 iterations as `bash scripts/main.sh` starts it (no --amp):
+    float32, NHWC from its `channels_last` key, the image view and the rotated view both whole
+    32 px images, and the rotation labels of the batch are packed for the model."""
+    work = str(tmp_path / 'w')
+    args = train_api.parse_args([ROTATION_MAIN_CFG, '--work-dir', work, '--cfg-options',
+                                 *_tiny_pirl(tiny_tree, work)])
+    cfg = train_api.merge_args(load_config(ROTATION_MAIN_CFG), args)
+    runner = train_api.build_runner(cfg)
+    seen = []
+    model = _record_backbone_calls(runner, seen)
+    labels = []
+    original = model.loss
+
+    def loss(inputs, data_samples, **kw):
+        labels.extend(int(s.rot_label) for s in data_samples)
+        return original(inputs, data_samples, **kw)
+    model.loss = loss
+    runner.train()
+    assert len(seen) == 2 * 2  # 2 iterations x (image view, rotated view)
+    assert {s['shape'][1:] for s in seen} == {(3, 32, 32)}
+    assert {s['autocast'] for s in seen} == {False} and all(s['nhwc'] for s in seen)
+    assert len(labels) == 2 * 4 and set(labels) <= {0, 1, 2, 3}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
