@@ -1,5 +1,5 @@
-# The Fashion-MNIST budget every pretext method shares with PIRL's main job, so that their kNN
-# numbers compare like for like.  mmengine forbids a key in two bases, so the values are
+# The Fashion-MNIST budget every pretext method shares with PIRL's jigsaw main job, so that their
+# kNN numbers compare like for like.  mmengine forbids a key in two bases, so the values are
 # variables that each method's config applies, as in
 # configs/rotation/rotation_r18-w32_1xb64-3000it_fmnist.py.
 _base_ = ['./datasets/fmnist_knn.py']

@@ -1,5 +1,5 @@
-# Jigsaw puzzles on Fashion-MNIST with exactly the tiles and budget of PIRL's main job, for the
-# per-layer comparison with PIRL in configs/jigsaw/README.md.
+# Jigsaw puzzles on Fashion-MNIST with exactly the tiles and budget of PIRL's jigsaw main job, for
+# the per-layer comparison with PIRL in configs/jigsaw/README.md.
 #   python tools/train.py configs/jigsaw/jigsaw_r18-w32_1xb64-3000it_fmnist.py
 _base_ = ['./jigsaw_r50_8xb32-90e_in1k.py', '../_base_/pretext_fmnist.py']
 

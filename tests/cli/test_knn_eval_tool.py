@@ -123,6 +123,6 @@ def test_holdout_queries_are_the_last_training_images(tiny_tree, tmp_path):
     # is absent from the memory, so at most the 2 class-1 queries can be right
     assert res['raw_pixels']['k3_top1'] <= 20.0 + 1e-4
 
-    with pytest.raises(ValueError, match=r'--holdout 24: .*has 24 training images; hold out '
-                                          r'between 1 and 23'):
+    with pytest.raises(ValueError,
+                       match=r'--holdout 24: .*has 24 training images; hold out between 1 and 23'):
         knn_eval.run(MOCO_FMNIST_CFG, 'random', progress=False, cfg_options=opts, holdout=24)
