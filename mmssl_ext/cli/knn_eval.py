@@ -22,6 +22,7 @@ that has several (LooC: ``embeddings``, the concatenated embedding spaces, or
 (the training set) become the queries and the rest the memory; the test set is not read.
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -64,8 +65,6 @@ def _knn_cfg(cfg: Config, config_path: str, train_folder: Optional[str] = None,
 def holdout_split(knn: Config, num_holdout: int, where: str = 'knn_eval') -> Config:
     """``knn`` with its training set split in two: the memory keeps all but the last
     ``num_holdout`` images, which become the queries (a validation set from training labels)."""
-    import copy
-
     from mmpretrain.registry import DATASETS
     train_ds = copy.deepcopy(knn.train_dataloader.dataset)
     indices = train_ds.get('indices', None)
