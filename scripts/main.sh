@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-CONFIG=${1:-configs/pirl/pirl-rotation_r18-w32_1xb64-5000it_fmnist.py}
+CONFIG=${1:-configs/pirl/pirl-rotation_r18-w32_1xb64-6000it_fmnist.py}
 shift || true
 NAME=$(basename "$CONFIG" .py)
 WORK_DIR=work_dirs/$NAME

@@ -1,5 +1,5 @@
 # PIRL (jigsaw) on Fashion-MNIST, sized for 2 CPU cores: the main job of scripts/main.sh until
-# 2026-12-05 (now PIRL with rotation, pirl-rotation_r18-w32_1xb64-5000it_fmnist.py).
+# 2026-12-05 (now PIRL with rotation, pirl-rotation_r18-w32_1xb64-6000it_fmnist.py).
 # The ImageNet recipe (pirl_r50_8xb32.py) with half-width ResNet-18, 32 px images, 16 px patches
 # and InfoNCE; why these sizes: configs/pirl/README.md, "Recipe notes".
 #   python tools/train.py configs/pirl/pirl_r18-w32_1xb64-3000it_fmnist.py

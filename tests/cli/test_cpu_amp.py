@@ -235,7 +235,7 @@ def test_amp_config_key_is_the_flags_default(bf16, tmp_path):
     assert wrapper_type(['--cfg-options', 'amp=False'], {'amp': True}) == 'OptimWrapper'
 
 
-ROTATION_MAIN_CFG = osp.join(REPO, 'configs/pirl/pirl-rotation_r18-w32_1xb64-5000it_fmnist.py')
+ROTATION_MAIN_CFG = osp.join(REPO, 'configs/pirl/pirl-rotation_r18-w32_1xb64-6000it_fmnist.py')
 
 
 def test_rotation_main_job_trains_in_float32_channels_last_on_rotated_views(tiny_tree, tmp_path):
