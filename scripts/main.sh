@@ -3,7 +3,7 @@
 # pre-train PIRL (rotation as the transform, memory bank, InfoNCE) on Fashion-MNIST (ResNet-18 at
 # half width, 32 px, CPU-sized), then report weighted-kNN top-1/top-5 on the Fashion-MNIST test
 # set for the PIRL backbone, for a randomly initialised backbone of the same architecture and for
-# raw pixels, all with the same protocol.  About 11-13 min on 2 CPU cores once set up
+# raw pixels, all with the same protocol.  About 13 min on 2 CPU cores once set up
 # (configs/pirl/README.md, "Main job").
 #   bash scripts/main.sh [CONFIG] [extra tools/train.py args]
 # (PIRL with jigsaw, the paper's headline setting: bash scripts/main.sh
